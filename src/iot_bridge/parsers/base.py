@@ -19,14 +19,14 @@ from typing import Any, Literal
 import orjson
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-"""Larger payloads are rejected before decoding: no plug sends more than a few KiB."""
+"""Larger payloads are rejected before decoding: plugs send a few KiB at most."""
 
 EnergyUnit = Literal["Wh", "kWh", "Wmin"]
 ENERGY_TO_WH: dict[str, float] = {"Wh": 1.0, "kWh": 1000.0, "Wmin": 1.0 / 60.0}
 
 
 class ParseError(ValueError):
-    """A payload or topic that a parser cannot turn into a reading (the only error parsers raise)."""
+    """A payload or topic a parser cannot turn into a reading; the only error parsers raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,9 @@ class Parser:
 
 def check_size(payload: bytes) -> None:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ParseError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit")
+        raise ParseError(
+            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit"
+        )
 
 
 def load_json(payload: bytes) -> Any:

@@ -1,0 +1,202 @@
+"""Device configuration: the ``GET /ows/iot/config`` shape, validated as a whole, frozen.
+
+The same shape comes from Odoo, from the on-disk cache of the last good Odoo answer, from
+``DEVICES_FILE`` in standalone mode and from ``replay --device``. One bad device entry never
+takes the others down: it is rejected with a message naming the device and the field, and the
+rest of the config applies (``odoo-api.md``: "the rest of the config applies").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iot_bridge.parsers import PARSERS, ParserOptions
+from iot_bridge.parsers.base import ENERGY_TO_WH
+
+
+class ConfigError(ValueError):
+    """A device entry (or the whole document) that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Thresholds and timers of ``sessions.md``; the constructor enforces its rules."""
+
+    standby_threshold_w: float = 20.0
+    working_threshold_w: float = 100.0
+    start_debounce_s: float = 3.0
+    stop_debounce_s: float = 15.0
+    message_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "standby_threshold_w",
+            "working_threshold_w",
+            "start_debounce_s",
+            "stop_debounce_s",
+            "message_timeout_s",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number")
+        if not 0 <= self.standby_threshold_w < self.working_threshold_w:
+            raise ConfigError(
+                "thresholds must satisfy 0 <= standby_threshold_w < working_threshold_w "
+                f"(got {self.standby_threshold_w} and {self.working_threshold_w})"
+            )
+        if self.start_debounce_s < 0 or self.stop_debounce_s < 0:
+            raise ConfigError("start_debounce_s and stop_debounce_s must be >= 0")
+        if self.message_timeout_s <= 0:
+            raise ConfigError("message_timeout_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    device_id: str
+    mqtt_topic: str
+    parser_type: str
+    machine_name: str = ""
+    session: SessionConfig = field(default_factory=SessionConfig)
+    parser: ParserOptions = field(default_factory=ParserOptions)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """Topic filters this device needs, as its parser family defines them."""
+        return PARSERS[self.parser_type].subscriptions(self.mqtt_topic)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSet:
+    """A validated config document: usable devices plus one message per rejected entry."""
+
+    config_version: str | None
+    devices: tuple[DeviceConfig, ...]
+    errors: tuple[str, ...] = ()
+
+    def by_id(self) -> dict[str, DeviceConfig]:
+        return {d.device_id: d for d in self.devices}
+
+
+_SESSION_KEYS = (
+    "standby_threshold_w",
+    "working_threshold_w",
+    "start_debounce_s",
+    "stop_debounce_s",
+    "message_timeout_s",
+)
+
+
+def _number(obj: Mapping[str, Any], key: str, where: str) -> float:
+    value = obj[key]
+    if type(value) not in (int, float):
+        raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _text(obj: Mapping[str, Any], key: str, where: str, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ConfigError(f"{where}.{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def session_config_from_json(obj: object, where: str = "session_config") -> SessionConfig:
+    if obj is None:
+        return SessionConfig()
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    strategy = obj.get("strategy", "power_threshold")
+    if strategy != "power_threshold":
+        raise ConfigError(f"{where}.strategy {strategy!r} is not supported (power_threshold)")
+    values = {k: _number(obj, k, where) for k in _SESSION_KEYS if k in obj}
+    return SessionConfig(**values)
+
+
+def parser_options_from_json(obj: object, where: str = "parser_config") -> ParserOptions:
+    if obj is None:
+        return ParserOptions()
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    channel = obj.get("channel", 0)
+    if type(channel) is not int or channel < 0:
+        raise ConfigError(f"{where}.channel must be a non-negative integer, got {channel!r}")
+    power_path = obj.get("power_path", "power")
+    energy_path = obj.get("energy_path")
+    unit = obj.get("energy_unit", "Wh")
+    if not isinstance(power_path, str) or not power_path:
+        raise ConfigError(f"{where}.power_path must be a non-empty string")
+    if energy_path is not None and (not isinstance(energy_path, str) or not energy_path):
+        raise ConfigError(f"{where}.energy_path must be a non-empty string or absent")
+    if unit not in ENERGY_TO_WH:
+        raise ConfigError(
+            f"{where}.energy_unit must be one of {sorted(ENERGY_TO_WH)}, got {unit!r}"
+        )
+    return ParserOptions(
+        channel=channel, power_path=power_path, energy_path=energy_path, energy_unit=unit
+    )
+
+
+def device_from_json(obj: object) -> DeviceConfig:
+    """One device entry; raises :class:`ConfigError` naming the device and the field."""
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"device entry must be an object, got {type(obj).__name__}")
+    device_id = _text(obj, "device_id", "device")
+    where = f"device {device_id!r}"
+    try:
+        topic = _text(obj, "mqtt_topic", "mqtt_topic")
+        parser_type = _text(obj, "parser_type", "parser_type")
+        if parser_type not in PARSERS:
+            raise ConfigError(
+                f"parser_type {parser_type!r} is unknown (known: {', '.join(sorted(PARSERS))})"
+            )
+        return DeviceConfig(
+            device_id=device_id,
+            mqtt_topic=topic,
+            parser_type=parser_type,
+            machine_name=_text(obj, "machine_name", "machine_name", required=False),
+            session=session_config_from_json(obj.get("session_config")),
+            parser=parser_options_from_json(obj.get("parser_config")),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def device_set_from_json(doc: object) -> DeviceSet:
+    """The whole document; a document that is not the config shape at all raises ConfigError."""
+    if isinstance(doc, list):  # a bare list of device entries is accepted for files
+        doc = {"devices": doc}
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("devices"), list):
+        raise ConfigError('config must be an object with a "devices" list')
+    version = doc.get("config_version")
+    devices: list[DeviceConfig] = []
+    errors: list[str] = []
+    seen_ids: set[str] = set()
+    seen_topics: dict[str, str] = {}
+    for entry in doc["devices"]:
+        try:
+            device = device_from_json(entry)
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
+        if device.device_id in seen_ids:
+            errors.append(f"device {device.device_id!r}: duplicate device_id, entry skipped")
+            continue
+        owner = seen_topics.get(device.mqtt_topic)
+        if owner is not None:
+            errors.append(
+                f"device {device.device_id!r}: mqtt_topic {device.mqtt_topic!r} "
+                f"is already used by {owner!r}, entry skipped"
+            )
+            continue
+        seen_ids.add(device.device_id)
+        seen_topics[device.mqtt_topic] = device.device_id
+        devices.append(device)
+    return DeviceSet(
+        config_version=None if version is None else str(version),
+        devices=tuple(devices),
+        errors=tuple(errors),
+    )
