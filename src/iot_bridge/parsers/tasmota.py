@@ -1,0 +1,150 @@
+"""Tasmota energy-monitoring plugs (Sonoff POW, Gosund, Nous, Athom, Sonoff Dual R3 ...).
+
+A topic belongs to Tasmota if it has a ``tele``, ``stat`` or ``cmnd`` segment anywhere (the
+FullTopic may put the device topic first: ``tele/<t>/SENSOR`` and ``<t>/tele/SENSOR`` both work);
+its last segment says what it is:
+
+=============== ====================================================================================
+``SENSOR``      ``ENERGY`` block -> reading; a SENSOR without ``ENERGY`` (a switch, a thermometer)
+                is ``None``.
+``STATUS8``     ``{"StatusSNS": {... "ENERGY": {...}}}`` (reply to ``Status 8``); same for
+``STATUS10``    ``STATUS10``. A missing ``StatusSNS`` is an error; no ``ENERGY`` inside is ``None``.
+``RESULT``      read like SENSOR / STATUS if it carries ``ENERGY`` or ``StatusSNS``; a command echo
+                such as ``{"POWER":"ON"}`` is ``None`` (relay state only).
+``STATE``       sign of life ``Reading()``: Tasmota's own heartbeat, sent every TelePeriod whatever
+                sensors the device has (the payload is not decoded).
+``LWT``         ``Online`` / ``Offline`` -> ``Reading(online=...)``.
+anything else   ``None`` (``POWER``, ``INFO1``, ``RESULT`` of other commands, ``cmnd/...``).
+=============== ====================================================================================
+
+``ENERGY`` fields: ``Power`` W, ``Total`` **kWh** -> Wh, ``Voltage`` V, ``Current`` A. Each may be
+a number, a list (multi-channel devices: the element at ``ParserOptions.channel``), or a per-phase
+dict ``{"Phase1": ..}`` (the value at ``Phase<channel+1>``, *not* the sum: the channel option
+means the same thing for lists and dicts, and a three-phase machine metered per phase cannot be
+told apart from three single-phase machines on one meter). A scalar is device-wide and applies
+to every channel (``"Voltage":235`` next to ``"Power":[52,5]`` on a Sonoff Dual). A channel
+outside the list / dict is a :class:`ParseError` (a misconfigured channel should be loud). An
+``ENERGY`` block without any of the four fields (e.g. only ``TotalTariff``) is a sign of life.
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+from typing import Any
+
+from iot_bridge.parsers._common import (
+    OFFLINE,
+    ONLINE,
+    SIGN_OF_LIFE,
+    bool_text,
+    dedupe,
+    loads_object,
+    reading,
+    too_big,
+)
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
+
+_STARTS = ("tele/", "stat/", "cmnd/")
+_PHASES = tuple(f"Phase{i + 1}" for i in range(16))
+
+
+def _num(value: Any, key: str) -> float:
+    t = type(value)
+    if t is float:
+        if isfinite(value):
+            return value  # type: ignore[no-any-return]
+        raise ParseError(f"ENERGY.{key} is not finite")
+    if t is int:
+        return float(value)
+    raise ParseError(f"ENERGY.{key} must be a number, got {t.__name__}")
+
+
+def _field(energy: dict[str, Any], key: str, channel: int) -> float | None:
+    value = energy.get(key)
+    t = type(value)
+    if t is float or t is int:
+        return _num(value, key)
+    if value is None:
+        if key in energy:
+            raise ParseError(f"ENERGY.{key} is null")
+        return None
+    if t is list:
+        if not 0 <= channel < len(value):
+            raise ParseError(
+                f"ENERGY.{key} has {len(value)} channels, channel {channel} is out of range"
+            )
+        return _num(value[channel], f"{key}[{channel}]")
+    if t is dict:
+        phase = _PHASES[channel] if 0 <= channel < 16 else f"Phase{channel + 1}"
+        if phase not in value:
+            raise ParseError(f"ENERGY.{key} has no {phase} (channel {channel})")
+        return _num(value[phase], f"{key}.{phase}")
+    raise ParseError(f"ENERGY.{key} must be a number, list or object, got {t.__name__}")
+
+
+def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
+    energy = obj.get("ENERGY")
+    if type(energy) is not dict:
+        if energy is None and "ENERGY" not in obj:
+            return None
+        raise ParseError(f"ENERGY must be a JSON object, got {type(energy).__name__}")
+    power = _field(energy, "Power", channel)
+    total = _field(energy, "Total", channel)
+    voltage = _field(energy, "Voltage", channel)
+    current = _field(energy, "Current", channel)
+    if power is None and total is None and voltage is None and current is None:
+        return SIGN_OF_LIFE
+    return reading(power, None if total is None else total * 1000.0, voltage, current)
+
+
+def _status(obj: dict[str, Any], channel: int, what: str) -> Reading | None:
+    sns = obj.get("StatusSNS")
+    if type(sns) is not dict:
+        raise ParseError(f"{what} must hold a StatusSNS object, got {type(sns).__name__}")
+    return _energy(sns, channel)
+
+
+def _is_tasmota(topic: str) -> bool:
+    return topic.startswith(_STARTS) or "/tele/" in topic or "/stat/" in topic or "/cmnd/" in topic
+
+
+def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise too_big(payload)
+    if topic.endswith("/SENSOR") and _is_tasmota(topic):
+        return _energy(loads_object(payload, "SENSOR"), options.channel)
+    if not _is_tasmota(topic):
+        raise ParseError(f"not a Tasmota topic (no tele/stat/cmnd segment): {topic[:120]!r}")
+    last = topic[topic.rfind("/") + 1 :]
+    if last == "STATE":
+        return SIGN_OF_LIFE
+    if last == "LWT":
+        if payload == b"Online":
+            return ONLINE
+        if payload == b"Offline":
+            return OFFLINE
+        return bool_text(payload, b"Online", b"Offline", "Tasmota LWT")
+    if last in ("STATUS8", "STATUS10"):
+        return _status(loads_object(payload, last), options.channel, last)
+    if last == "RESULT":
+        obj = loads_object(payload, "RESULT")
+        if "StatusSNS" in obj:
+            return _status(obj, options.channel, "RESULT")
+        return _energy(obj, options.channel)
+    return None
+
+
+def subscriptions(mqtt_topic: str) -> tuple[str, ...]:
+    """The configured topic plus the device's ``LWT`` and ``STATE`` topics (same FullTopic)."""
+    parts = mqtt_topic.split("/")
+    if parts[-1] == "#":
+        return (mqtt_topic,)
+    for i, part in enumerate(parts[:-1]):
+        if part in ("tele", "stat"):
+            parts[i] = "tele"
+            stem = "/".join(parts[:-1])
+            return dedupe(mqtt_topic, f"{stem}/LWT", f"{stem}/STATE")
+    return (mqtt_topic,)
+
+
+PARSER = Parser(parse=parse, subscriptions=subscriptions)
