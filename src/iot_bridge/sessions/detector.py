@@ -21,7 +21,7 @@ from iot_bridge.events import Event, event_uid, format_ts, session_uid
 from iot_bridge.sessions.totals import Totals
 
 
-class State(enum.Enum):
+class State(enum.StrEnum):
     IDLE = "idle"
     STARTING = "starting"
     WORKING = "working"
@@ -29,13 +29,13 @@ class State(enum.Enum):
     STOPPING = "stopping"
 
 
-class Level(enum.Enum):
+class Level(enum.StrEnum):
     OFF = "off"
     STANDBY = "standby"
     WORKING = "working"
 
 
-class Input(enum.Enum):
+class Input(enum.StrEnum):
     OFF = "off"  # a reading of level OFF
     STANDBY = "standby"
     WORKING = "working"
@@ -47,7 +47,7 @@ class Input(enum.Enum):
     REMOVED = "removed"  # the device left the config
 
 
-class Action(enum.Enum):
+class Action(enum.StrEnum):
     NONE = "none"
     MARK = "mark"  # since = t (a debounce starts)
     MARK_IF_CHANGED = "mark_if_changed"  # since = t only if the level differs from the last
@@ -176,9 +176,16 @@ class SessionDetector:
         b.power_w = power_w
         level = level_of(power_w, self.config)
         previous, b.level = b.level, level
-        if b.state is State.IDLE and level is Level.WORKING:
+        state = b.state
+        if state is State.IDLE:
+            if level is not Level.WORKING:
+                return events
             b.totals = Totals.begin(now, power_w, energy_wh)
+        elif level is previous:
+            return events  # hot path: no row of the table reacts to an unchanged level
         more = self._fire(_READING_INPUT[level], now, previous)
+        if b.state is state:
+            return (*events, *more) if more else events
         more2 = self.advance(now)  # a debounce of 0 s decides at once
         if more or more2:
             return (*events, *more, *more2)
@@ -197,6 +204,9 @@ class SessionDetector:
 
     def advance(self, now: float) -> tuple[Event, ...]:
         """Fire every deadline ``<= now`` in time order (debounce first on a tie)."""
+        deadline = self.next_deadline()
+        if deadline is None or deadline > now:
+            return _NO_EVENTS
         events: tuple[Event, ...] = _NO_EVENTS
         while True:
             b = self._b

@@ -1,0 +1,198 @@
+"""Topic -> device -> parser -> session detector, for every configured device. Pure, ``now`` in.
+
+The runtime feeds it MQTT messages and timer ticks and persists what it returns; ``replay``
+feeds it a recording. Keeping this free of I/O is what lets the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iot_bridge.devices import DeviceConfig, DeviceSet
+from iot_bridge.events import Event, event_uid, format_ts
+from iot_bridge.parsers import PARSERS, ParseError, Reading
+from iot_bridge.sessions.detector import SessionDetector
+from iot_bridge.topics import TopicRouter
+
+_NO_EVENTS: tuple[Event, ...] = ()
+
+
+@dataclass(slots=True)
+class Stats:
+    messages: int = 0
+    unrouted: int = 0
+    not_readings: int = 0
+    parse_errors: Counter[str] = field(default_factory=Counter)
+    last_error: dict[str, str] = field(default_factory=dict)  # device_id -> message
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    events: tuple[Event, ...]
+    subscribe: tuple[str, ...]
+    unsubscribe: tuple[str, ...]
+
+
+class _Device:
+    __slots__ = ("config", "detector", "parse", "parser_type")
+
+    def __init__(self, config: DeviceConfig, detector: SessionDetector) -> None:
+        self.config = config
+        self.detector = detector
+        self.parse = PARSERS[config.parser_type].parse
+        self.parser_type = config.parser_type
+
+
+class Pipeline:
+    def __init__(self, *, forward_measurements: bool = False) -> None:
+        self._devices: dict[str, _Device] = {}
+        self._router: TopicRouter[_Device] = TopicRouter()
+        self.forward_measurements = forward_measurements
+        self.stats = Stats()
+        self.dirty: set[str] = set()  # devices whose detector state changed since last taken
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> Mapping[str, DeviceConfig]:
+        return {k: d.config for k, d in self._devices.items()}
+
+    def detector(self, device_id: str) -> SessionDetector:
+        return self._devices[device_id].detector
+
+    def apply(
+        self,
+        config: DeviceSet,
+        now: float,
+        saved_states: Mapping[str, dict[str, Any]] | None = None,
+    ) -> ConfigChange:
+        """Make ``config`` the device set: add, change and remove devices.
+
+        Removed devices close their open session (``device_removed``); changed thresholds reach
+        the running detector without ending its session; ``saved_states`` restores detectors
+        persisted by an earlier process.
+        """
+        before = set(self._router.filters())
+        events: list[Event] = []
+        wanted = config.by_id()
+        for device_id in list(self._devices):
+            if device_id not in wanted:
+                events += self._devices.pop(device_id).detector.remove(now)
+                self.dirty.add(device_id)
+        for device_id, cfg in wanted.items():
+            current = self._devices.get(device_id)
+            if current is None:
+                saved = (saved_states or {}).get(device_id)
+                det = (
+                    SessionDetector.from_state(device_id, cfg.session, saved)
+                    if saved is not None
+                    else SessionDetector(device_id, cfg.session)
+                )
+                self._devices[device_id] = _Device(cfg, det)
+            elif current.config != cfg:
+                current.detector.update_config(cfg.session)
+                self._devices[device_id] = _Device(cfg, current.detector)
+        self._router = TopicRouter()
+        for device in self._devices.values():
+            for topic_filter in device.config.subscriptions():
+                self._router.add(topic_filter, device)
+        after = set(self._router.filters())
+        return ConfigChange(
+            tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
+        )
+
+    def subscriptions(self) -> tuple[str, ...]:
+        return tuple(sorted(self._router.filters()))
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, now: float) -> tuple[Event, ...]:
+        """One MQTT message. Bad payloads are counted and skipped, never raised."""
+        self.stats.messages += 1
+        targets = self._router.match(topic)
+        if not targets:
+            self.stats.unrouted += 1
+            return _NO_EVENTS
+        events = _NO_EVENTS
+        for device in targets:
+            try:
+                reading = device.parse(topic, payload, device.config.parser)
+            except ParseError as exc:
+                self.stats.parse_errors[device.parser_type] += 1
+                self.stats.last_error[device.config.device_id] = f"{topic}: {exc}"
+                continue
+            more = self._apply_reading(device, topic, reading, now)
+            if more:
+                events = (*events, *more)
+        return events
+
+    def _apply_reading(
+        self, device: _Device, topic: str, reading: Reading | None, now: float
+    ) -> tuple[Event, ...]:
+        det = device.detector
+        self.dirty.add(det.device_id)
+        if reading is None:
+            # a well-formed frame of another component: still a sign of life from the device
+            self.stats.not_readings += 1
+            return det.handle_reading(now, None, None)
+        if reading.online is False:
+            return det.handle_offline(now)
+        events = det.handle_reading(now, reading.power_w, reading.energy_wh)
+        if self.forward_measurements and reading.power_w is not None:
+            events = (*events, self._measurement(det.device_id, topic, reading, now))
+        return events
+
+    @staticmethod
+    def _measurement(device_id: str, topic: str, r: Reading, now: float) -> Event:
+        payload = {
+            "apower": r.power_w,
+            "voltage": r.voltage_v,
+            "current": r.current_a,
+            "total_energy_kwh": None if r.energy_wh is None else r.energy_wh / 1000.0,
+        }
+        uid = event_uid(device_id, "power_measurement", f"{topic}|{format_ts(now)}")
+        return Event(uid, now, device_id, "power_measurement", payload)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d for d in (dev.detector.next_deadline() for dev in self._devices.values()) if d
+        ]
+        return min(deadlines) if deadlines else None
+
+    def advance(self, now: float) -> tuple[Event, ...]:
+        events: list[Event] = []
+        for device in self._devices.values():
+            deadline = device.detector.next_deadline()
+            if deadline is not None and deadline <= now:
+                events += device.detector.advance(now)
+                self.dirty.add(device.detector.device_id)
+        return tuple(events)
+
+    def pause(self) -> None:
+        for device in self._devices.values():
+            device.detector.pause()
+
+    def resume(self, now: float) -> None:
+        for device in self._devices.values():
+            device.detector.resume(now)
+            self.dirty.add(device.detector.device_id)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def take_dirty_states(self) -> dict[str, dict[str, Any] | None]:
+        """States changed since the last call (``None`` = device gone), for the store."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for device_id in self.dirty:
+            device = self._devices.get(device_id)
+            out[device_id] = None if device is None else device.detector.to_state()
+        self.dirty.clear()
+        return out
+
+    def open_sessions(self) -> int:
+        return sum(1 for d in self._devices.values() if d.detector.session_open)
+
+    def states(self) -> Iterable[tuple[str, SessionDetector]]:
+        return ((k, d.detector) for k, d in self._devices.items())
