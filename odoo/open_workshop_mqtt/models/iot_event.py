@@ -1,0 +1,180 @@
+import json
+import logging
+import re
+from datetime import datetime, timezone
+
+import psycopg2
+from psycopg2.extras import Json
+
+from odoo import api, fields, models
+
+_logger = logging.getLogger(__name__)
+
+EVENT_TYPES = [
+    ("run_start", "Run start"),
+    ("run_stop", "Run stop"),
+    ("power_measurement", "Power measurement"),
+]
+EVENT_TYPE_KEYS = {key for key, _label in EVENT_TYPES}
+SESSION_EVENT_TYPES = {"run_start", "run_stop"}
+TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+MAX_BATCH = 500
+
+# Per-event outcomes (the batch form's "status", and the single form's answer).
+CREATED = "created"
+DUPLICATE = "duplicate"
+INVALID = "invalid_event"
+UNKNOWN_DEVICE = "unknown_device"
+
+
+def parse_contract_ts(value):
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` -> naive UTC datetime (Odoo's convention), else None."""
+    if not isinstance(value, str) or not TS_RE.match(value):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
+
+
+def parse_any_ts(value):
+    """Lenient ISO 8601 parsing for payload times (``...Z``, offsets, with or without
+    fractions) -> naive UTC datetime, else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def validate_event(event):
+    """None for a valid Unified Event Schema v1 event, else the reason."""
+    if not isinstance(event, dict):
+        return "event must be a JSON object"
+    if event.get("schema_version") != "v1":
+        return "schema_version must be 'v1'"
+    uid = event.get("event_uid")
+    if not isinstance(uid, str) or not uid.strip():
+        return "event_uid must be a non-empty string"
+    if len(uid) > 255:
+        return "event_uid must be at most 255 characters"
+    if parse_contract_ts(event.get("ts")) is None:
+        return "ts must be a UTC timestamp 'YYYY-MM-DDTHH:MM:SS.mmmZ'"
+    device_id = event.get("device_id")
+    if not isinstance(device_id, str) or not device_id.strip():
+        return "device_id must be a non-empty string"
+    event_type = event.get("event_type")
+    if event_type not in EVENT_TYPE_KEYS:
+        return "event_type must be one of " + ", ".join(sorted(EVENT_TYPE_KEYS))
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return "payload must be a JSON object"
+    if event_type in SESSION_EVENT_TYPES:
+        session_id = payload.get("session_id")
+        if not isinstance(session_id, str) or not session_id.strip():
+            return f"{event_type} payload needs a non-empty string session_id"
+    return None
+
+
+class IotEvent(models.Model):
+    _name = "ows.iot.event"
+    _description = "IoT Event"
+    _order = "id desc"
+    _rec_name = "event_uid"
+
+    event_uid = fields.Char(string="Event UID", required=True, readonly=True)
+    schema_version = fields.Char(readonly=True)
+    event_type = fields.Selection(EVENT_TYPES, required=True, readonly=True, index=True)
+    ts = fields.Datetime(string="Event Time", required=True, readonly=True, index=True)
+    ts_raw = fields.Char(string="Event Time (as sent)", readonly=True)
+    device_id = fields.Many2one(
+        "ows.iot.device", required=True, readonly=True, ondelete="cascade", index=True
+    )
+    bridge_id = fields.Many2one("ows.iot.bridge", readonly=True, ondelete="set null", index=True)
+    session_id = fields.Char(string="Session ID", readonly=True, index=True)
+    payload = fields.Json(readonly=True)
+    payload_text = fields.Text(string="Payload (JSON)", compute="_compute_payload_text")
+
+    _sql_constraints = [
+        ("event_uid_unique", "UNIQUE(event_uid)", "An event with this event_uid already exists."),
+    ]
+
+    @api.depends("payload")
+    def _compute_payload_text(self):
+        for event in self:
+            event.payload_text = (
+                json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+                if event.payload
+                else ""
+            )
+
+    # ------------------------------------------------------------------ ingestion
+    @api.model
+    def _ingest(self, bridge, event, device_cache=None):
+        """Validate and store one event for ``bridge``; return ``(status, detail)``.
+
+        Idempotent on ``event_uid`` through the unique index: the INSERT is
+        ``ON CONFLICT (event_uid) DO NOTHING``, so a uid stored before yields ``duplicate``. If a
+        concurrent transaction committed the same uid after ours began (REPEATABLE READ), the
+        INSERT fails with a serialization error on the conflict, which also means ``duplicate``.
+        The INSERT runs in a savepoint, so the outcome of one event never spoils the next.
+        """
+        reason = validate_event(event)
+        if reason is not None:
+            return INVALID, reason
+        device = self._find_device(bridge, event["device_id"], device_cache)
+        if not device:
+            return UNKNOWN_DEVICE, f"device {event['device_id']!r} is not known to this bridge"
+        payload = event["payload"]
+        session_id = payload.get("session_id")
+        if not isinstance(session_id, str):
+            session_id = None
+        cr = self.env.cr
+        now = fields.Datetime.now()
+        uid = self.env.uid
+        try:
+            with cr.savepoint(flush=False):
+                cr.execute(
+                    """
+                    INSERT INTO ows_iot_event
+                        (event_uid, schema_version, event_type, ts, ts_raw, device_id, bridge_id,
+                         session_id, payload, create_uid, create_date, write_uid, write_date)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (event_uid) DO NOTHING
+                    RETURNING id
+                    """,
+                    (
+                        event["event_uid"], event["schema_version"], event["event_type"],
+                        parse_contract_ts(event["ts"]), event["ts"], device.id, bridge.id,
+                        session_id, Json(payload), uid, now, uid, now,
+                    ),
+                    log_exceptions=False,
+                )
+                row = cr.fetchone()
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
+            # The same uid, committed by a concurrent request after our snapshot.
+            return DUPLICATE, None
+        if row is None:
+            return DUPLICATE, None
+        record = self.browse(row[0])
+        if event["event_type"] in SESSION_EVENT_TYPES:
+            self.env["ows.machine.session"]._apply_event(record, device, event)
+        return CREATED, None
+
+    @api.model
+    def _find_device(self, bridge, device_id, cache=None):
+        if cache is not None and device_id in cache:
+            return cache[device_id]
+        device = self.env["ows.iot.device"].search(
+            [("device_id", "=", device_id), ("bridge_id", "=", bridge.id)], limit=1
+        )
+        if cache is not None:
+            cache[device_id] = device
+        return device
