@@ -7,15 +7,22 @@ configuration was wrong.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from iot_bridge.devices import ConfigError, device_from_json
+from iot_bridge.devices import ConfigError, DeviceSet, device_from_json
 from iot_bridge.parsers import PARSERS, ParseError, ParserOptions
+
+if TYPE_CHECKING:
+    from iot_bridge.settings import Settings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -72,9 +79,117 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings() -> Settings | int:
+    from iot_bridge.settings import SettingsError, load
+
+    try:
+        return load()
+    except SettingsError as exc:
+        return _fail(f"configuration error: {exc}")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s [%(levelname)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if isinstance(settings, int):
+        return settings
+    setup_logging(settings.log_level)
+    from iot_bridge.outbox.store import StoreError
+    from iot_bridge.service import Bridge
+
+    try:
+        bridge = Bridge(settings)
+    except StoreError as exc:
+        return _fail(str(exc), 1)
+    asyncio.run(bridge.run())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the environment and the device list, without connecting to MQTT."""
+    settings = _settings()
+    if isinstance(settings, int):
+        return settings
+    from iot_bridge.config_source import ConfigSource, ConfigUnavailable
+    from iot_bridge.odoo.client import OdooClient
+
+    print(f"MQTT:   {settings.mqtt_url} (client id {settings.mqtt_client_id})")
+    print(f"Odoo:   {settings.odoo_url or 'none (standalone mode)'}")
+    print(f"Data:   {settings.data_dir}")
+
+    async def fetch() -> DeviceSet:
+        client = None
+        if settings.odoo_url and settings.odoo_token:
+            client = OdooClient(settings.odoo_url, settings.odoo_token, settings.odoo_timeout)
+        source = ConfigSource(
+            client=client, devices_file=settings.devices_file, cache_path=Path(os.devnull)
+        )
+        try:
+            return await source.fetch()
+        finally:
+            if client is not None:
+                await client.close()
+
+    try:
+        devices = asyncio.run(fetch())
+    except ConfigUnavailable as exc:
+        return _fail(str(exc), 1)
+    print(f"Devices: {len(devices.devices)} usable, {len(devices.errors)} rejected")
+    for device in devices.devices:
+        topics = ", ".join(device.subscriptions())
+        print(f"  {device.device_id} ({device.parser_type}): {topics}")
+    for problem in devices.errors:
+        print(f"  rejected: {problem}")
+    return 1 if devices.errors else 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from iot_bridge.outbox.store import Store, StoreError
+
+    data_dir = Path(args.data_dir or os.environ.get("DATA_DIR") or "data")
+    try:
+        store = Store(data_dir / "bridge.db")
+    except StoreError as exc:
+        return _fail(str(exc), 1)
+    try:
+        if args.action == "list":
+            letters = store.dead_letters()
+            for d in letters:
+                print(
+                    f"{d.event_uid}  {d.event_type:<17} {d.device_id}  "
+                    f"attempts={d.attempts}  {d.error}"
+                )
+            print(f"{len(letters)} dead letter(s)")
+        else:
+            count = store.replay_dead_letters(args.uids or None)
+            print(f"{count} event(s) queued again; a running bridge delivers them next")
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iot-bridge", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the bridge service (configured by environment)")
+    p.set_defaults(func=commands["run"])
+
+    p = sub.add_parser("check-config", help="validate the environment and the device list")
+    p.set_defaults(func=commands["check-config"])
+
+    p = sub.add_parser("dead-letters", help="events Odoo rejected for good")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("uids", nargs="*", help="replay only these event_uids")
+    p.add_argument("--data-dir", help="the bridge's DATA_DIR (default: $DATA_DIR or ./data)")
+    p.set_defaults(func=commands["dead-letters"])
 
     p = sub.add_parser("replay", help="run a recording through parser and detector")
     p.add_argument("file", help="JSON lines of {t, topic, payload}")
@@ -93,7 +208,13 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS: dict[str, Command] = {"replay": cmd_replay, "parse": cmd_parse}
+COMMANDS: dict[str, Command] = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "dead-letters": cmd_dead_letters,
+    "replay": cmd_replay,
+    "parse": cmd_parse,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

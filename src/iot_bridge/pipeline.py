@@ -6,12 +6,14 @@ feeds it a recording. Keeping this free of I/O is what lets the two agree exactl
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iot_bridge.devices import DeviceConfig, DeviceSet
+from iot_bridge.devices import DeviceConfig, DeviceSet, SessionConfig
 from iot_bridge.events import Event, event_uid, format_ts
 from iot_bridge.parsers import PARSERS, ParseError, Reading
 from iot_bridge.sessions.detector import SessionDetector
@@ -37,13 +39,15 @@ class ConfigChange:
 
 
 class _Device:
-    __slots__ = ("config", "detector", "parse", "parser_type")
+    __slots__ = ("config", "detector", "live", "parse", "parser_type", "scheduled")
 
     def __init__(self, config: DeviceConfig, detector: SessionDetector) -> None:
         self.config = config
         self.detector = detector
         self.parse = PARSERS[config.parser_type].parse
         self.parser_type = config.parser_type
+        self.scheduled: float | None = None  # the deadline this device has in the heap
+        self.live = True  # False once replaced or removed: its heap entries are stale
 
 
 class Pipeline:
@@ -53,6 +57,11 @@ class Pipeline:
         self.forward_measurements = forward_measurements
         self.stats = Stats()
         self.dirty: set[str] = set()  # devices whose detector state changed since last taken
+        # Deadlines as a heap with lazy deletion. A device is pushed only when its deadline
+        # moves *earlier*; a message timeout that moves later is found stale when popped and
+        # re-pushed then, so a stream of readings does not grow the heap.
+        self._heap: list[tuple[float, int, _Device]] = []
+        self._tie = itertools.count()
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -80,7 +89,15 @@ class Pipeline:
         wanted = config.by_id()
         for device_id in list(self._devices):
             if device_id not in wanted:
-                events += self._devices.pop(device_id).detector.remove(now)
+                gone = self._devices.pop(device_id)
+                gone.live = False
+                events += gone.detector.remove(now)
+                self.dirty.add(device_id)
+        for device_id, orphan_state in (saved_states or {}).items():
+            if device_id not in wanted and device_id not in self._devices:
+                # a device removed while the bridge was down: its open session ends now
+                orphan = SessionDetector.from_state(device_id, SessionConfig(), orphan_state)
+                events += orphan.remove(now)
                 self.dirty.add(device_id)
         for device_id, cfg in wanted.items():
             current = self._devices.get(device_id)
@@ -93,8 +110,11 @@ class Pipeline:
                 )
                 self._devices[device_id] = _Device(cfg, det)
             elif current.config != cfg:
+                current.live = False
                 current.detector.update_config(cfg.session)
                 self._devices[device_id] = _Device(cfg, current.detector)
+        for device in self._devices.values():
+            self._schedule(device)
         self._router = TopicRouter()
         for device in self._devices.values():
             for topic_filter in device.config.subscriptions():
@@ -125,6 +145,7 @@ class Pipeline:
                 self.stats.last_error[device.config.device_id] = f"{topic}: {exc}"
                 continue
             more = self._apply_reading(device, topic, reading, now)
+            self._schedule(device)
             if more:
                 events = (*events, *more)
         return events
@@ -156,19 +177,36 @@ class Pipeline:
         uid = event_uid(device_id, "power_measurement", f"{topic}|{format_ts(now)}")
         return Event(uid, now, device_id, "power_measurement", payload)
 
+    def _schedule(self, device: _Device) -> None:
+        deadline = device.detector.next_deadline()
+        if deadline is not None and (device.scheduled is None or deadline < device.scheduled):
+            device.scheduled = deadline
+            heapq.heappush(self._heap, (deadline, next(self._tie), device))
+
     def next_deadline(self) -> float | None:
-        deadlines = [
-            d for d in (dev.detector.next_deadline() for dev in self._devices.values()) if d
-        ]
-        return min(deadlines) if deadlines else None
+        """The earliest deadline of any device (a stale one at worst: it costs a no-op)."""
+        heap = self._heap
+        while heap:
+            deadline, _, device = heap[0]
+            if device.live and device.scheduled == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
 
     def advance(self, now: float) -> tuple[Event, ...]:
+        """Fire the deadlines that are due; devices that are silent get their timeouts here."""
         events: list[Event] = []
-        for device in self._devices.values():
-            deadline = device.detector.next_deadline()
-            if deadline is not None and deadline <= now:
-                events += device.detector.advance(now)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, device = heapq.heappop(heap)
+            if not device.live or device.scheduled != deadline:
+                continue
+            device.scheduled = None
+            fired = device.detector.advance(now)
+            if fired:
+                events += fired
                 self.dirty.add(device.detector.device_id)
+            self._schedule(device)
         return tuple(events)
 
     def pause(self) -> None:
@@ -179,8 +217,42 @@ class Pipeline:
         for device in self._devices.values():
             device.detector.resume(now)
             self.dirty.add(device.detector.device_id)
+            self._schedule(device)
 
     # -- persistence --------------------------------------------------------------------------
+
+    def restore(self, saved: Mapping[str, dict[str, Any]], now: float) -> tuple[Event, ...]:
+        """Roll every detector back to ``saved`` (the last committed states).
+
+        Used when a commit failed: what was computed since is forgotten, and the broker
+        redelivers the messages we did not acknowledge. Saved sessions of devices that are no
+        longer configured are closed (``device_removed``) and returned.
+        """
+        self._heap.clear()
+        self.dirty.clear()
+        for device_id, device in list(self._devices.items()):
+            device.live = False
+            state = saved.get(device_id)
+            cfg = device.config
+            det = (
+                SessionDetector.from_state(device_id, cfg.session, state)
+                if state is not None
+                else SessionDetector(device_id, cfg.session)
+            )
+            self._devices[device_id] = fresh = _Device(cfg, det)
+            self._rebind(device, fresh)
+            self._schedule(fresh)
+        events: list[Event] = []
+        for device_id, state in saved.items():
+            if device_id not in self._devices:
+                orphan = SessionDetector.from_state(device_id, SessionConfig(), state)
+                events += orphan.remove(now)
+                self.dirty.add(device_id)
+        return tuple(events)
+
+    def _rebind(self, old: _Device, new: _Device) -> None:
+        """Point the topic router at a replacement device record."""
+        self._router.replace(old, new)
 
     def take_dirty_states(self) -> dict[str, dict[str, Any] | None]:
         """States changed since the last call (``None`` = device gone), for the store."""

@@ -35,14 +35,9 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any
 
-from iot_bridge.parsers._common import (
-    SIGN_OF_LIFE,
-    bool_text,
-    dedupe,
-    loads_object,
-    reading,
-    too_big,
-)
+import orjson
+
+from iot_bridge.parsers._common import SIGN_OF_LIFE, bool_text, dedupe, reading, too_big
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
 
 _METER = 0  # switch:N, pm1:N  -> apower, voltage, current, aenergy.total
@@ -54,6 +49,7 @@ _RELAY_STATE_KEYS = frozenset(
 )
 
 _KEYS: dict[int, dict[str, int]] = {}
+_MISSING: Any = object()
 
 
 def _keys(channel: int) -> dict[str, int]:
@@ -71,102 +67,111 @@ def _keys(channel: int) -> dict[str, int]:
 
 
 def _num(value: Any, comp: str, key: str) -> float:
+    """Slow path of the inlined number checks: ints, non-finite floats, wrong types, null."""
     t = type(value)
+    if t is int:
+        return float(value)
     if t is float:
         if isfinite(value):
             return value  # type: ignore[no-any-return]
         raise ParseError(f"{comp}.{key} is not finite")
-    if t is int:
-        return float(value)
     raise ParseError(f"{comp}.{key} must be a number, got {t.__name__}")
 
 
-def _component(
-    comp: Any, kind: int, name: str
-) -> tuple[float | None, float | None, float | None, float | None, bool]:
-    """(power, energy, voltage, current, alive) of one component status object."""
+def _component(comp: Any, kind: int, name: str) -> Reading | None:
+    """One component object (full status or delta) -> reading, sign of life or ``None``.
+
+    The number checks are inlined (``type(v) is float`` first): this is the hot path of every
+    Shelly message. A float that orjson produced is always finite (it rejects ``NaN``,
+    ``Infinity`` and numbers that overflow a double), so the fast path needs no range check.
+    """
     if type(comp) is not dict:
         raise ParseError(f"{name} must be a JSON object, got {type(comp).__name__}")
     power = energy = voltage = current = None
     if kind == _METER:
-        v = comp.get("apower")
-        if v is not None or "apower" in comp:
-            power = _num(v, name, "apower")
-        ae = comp.get("aenergy")
-        if ae is not None:
+        v = comp.get("apower", _MISSING)
+        if v is not _MISSING:
+            power = v if type(v) is float else _num(v, name, "apower")
+        ae = comp.get("aenergy", _MISSING)
+        if ae is not _MISSING:
             if type(ae) is not dict:
+                if ae is None:
+                    raise ParseError(f"{name}.aenergy is null, expected an object")
                 raise ParseError(f"{name}.aenergy must be an object, got {type(ae).__name__}")
-            v = ae.get("total")
-            if v is not None or "total" in ae:
-                energy = _num(v, name, "aenergy.total")
-        elif "aenergy" in comp:
-            raise ParseError(f"{name}.aenergy is null, expected an object")
+            v = ae.get("total", _MISSING)
+            if v is not _MISSING:
+                energy = v if type(v) is float else _num(v, name, "aenergy.total")
     elif kind == _EM1:
-        v = comp.get("act_power")
-        if v is not None or "act_power" in comp:
-            power = _num(v, name, "act_power")
+        v = comp.get("act_power", _MISSING)
+        if v is not _MISSING:
+            power = v if type(v) is float else _num(v, name, "act_power")
     else:
-        v = comp.get("total_act_energy")
-        if v is not None or "total_act_energy" in comp:
-            energy = _num(v, name, "total_act_energy")
+        v = comp.get("total_act_energy", _MISSING)
+        if v is not _MISSING:
+            energy = v if type(v) is float else _num(v, name, "total_act_energy")
     if kind != _EM1DATA:
-        v = comp.get("voltage")
-        if v is not None or "voltage" in comp:
-            voltage = _num(v, name, "voltage")
-        v = comp.get("current")
-        if v is not None or "current" in comp:
-            current = _num(v, name, "current")
-    alive = (
-        power is not None
-        or energy is not None
-        or voltage is not None
-        or current is not None
-        or not _RELAY_STATE_KEYS.issuperset(comp)
-    )
-    return power, energy, voltage, current, alive
+        v = comp.get("voltage", _MISSING)
+        if v is not _MISSING:
+            voltage = v if type(v) is float else _num(v, name, "voltage")
+        v = comp.get("current", _MISSING)
+        if v is not _MISSING:
+            current = v if type(v) is float else _num(v, name, "current")
+    if power is None and energy is None and voltage is None and current is None:
+        return None if _RELAY_STATE_KEYS.issuperset(comp) else SIGN_OF_LIFE
+    return reading(power, energy, voltage, current)
 
 
 def _from_components(params: dict[str, Any], channel: int) -> Reading | None:
-    """Merge the channel's components of a status snapshot or delta (``params`` / ``result``)."""
-    power = energy = voltage = current = None
-    alive = False
+    """The channel's components of a status snapshot or delta (``params`` / ``result``).
+
+    Usually one component is present (``switch:N`` / ``pm1:N``); an energy meter's snapshot has
+    two (``em1:N`` for power, ``em1data:N`` for energy), merged field by field.
+    """
+    result: Reading | None = None
     found = False
-    for name, kind in _keys(channel).items():
-        comp = params.get(name)
-        if comp is None:
-            if name in params:
-                raise ParseError(f"{name} is null, expected an object")
+    keys = _keys(channel)
+    for name, comp in params.items():  # usually {"ts", "switch:N"}; a full status: ~10
+        kind = keys.get(name)
+        if kind is None:
             continue
-        found = True
-        p, e, v, c, a = _component(comp, kind, name)
-        if power is None:
-            power = p
-        if energy is None:
-            energy = e
-        if voltage is None:
-            voltage = v
-        if current is None:
-            current = c
-        alive = alive or a
-    if not found:
-        return None
-    if power is None and energy is None and voltage is None and current is None:
-        return SIGN_OF_LIFE if alive else None
-    return reading(power, energy, voltage, current)
+        if comp is None:
+            raise ParseError(f"{name} is null, expected an object")
+        r = _component(comp, kind, name)
+        if not found:
+            result = r
+            found = True
+        elif r is not None:
+            result = r if result is None else _merge(result, r)
+    return result
 
 
-def _parse_status(payload: bytes, name: str, kind: int) -> Reading | None:
-    obj = loads_object(payload, f"status/{name}")
-    power, energy, voltage, current, alive = _component(obj, kind, name)
-    if power is None and energy is None and voltage is None and current is None:
-        return SIGN_OF_LIFE if alive else None
-    return reading(power, energy, voltage, current)
+def _merge(a: Reading, b: Reading) -> Reading:
+    if b is SIGN_OF_LIFE:
+        return a
+    if a is SIGN_OF_LIFE:
+        return b
+    return reading(
+        a.power_w if a.power_w is not None else b.power_w,
+        a.energy_wh if a.energy_wh is not None else b.energy_wh,
+        a.voltage_v if a.voltage_v is not None else b.voltage_v,
+        a.current_a if a.current_a is not None else b.current_a,
+    )
+
+
+def _decode(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise ParseError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _parse_frame(payload: bytes, channel: int) -> Reading | None:
-    frame = loads_object(payload, "events/rpc frame")
+    frame = _decode(payload, "events/rpc frame")
     method = frame.get("method")
-    if method in ("NotifyStatus", "NotifyFullStatus"):
+    if method == "NotifyStatus" or method == "NotifyFullStatus":  # noqa: PLR1714 (unhashable)
         params = frame.get("params")
         if type(params) is not dict:
             raise ParseError(f"{method} params must be a JSON object, got {type(params).__name__}")
@@ -177,31 +182,67 @@ def _parse_frame(payload: bytes, channel: int) -> Reading | None:
 
 
 def _parse_status_rpc(payload: bytes, channel: int) -> Reading | None:
-    obj = loads_object(payload, "status/rpc")
-    result = obj.get("result")
+    result = _decode(payload, "status/rpc").get("result")
     if type(result) is not dict:
         raise ParseError(f"status/rpc 'result' must be a JSON object, got {type(result).__name__}")
     return _from_components(result, channel)
 
 
+_STATUS, _EVENTS, _STATUS_RPC, _ONLINE, _IGNORE, _FOREIGN = range(6)
+_Route = tuple[int, str, int]  # (action, component name, component kind)
+_ROUTES: dict[int, dict[str, _Route]] = {}
+_ROUTE_CACHE_SIZE = 4096
+
+
+def _route(topic: str, channel: int) -> _Route:
+    """What a topic is for a device of this channel (cached by :func:`parse`)."""
+    head, _, last = topic.rpartition("/")
+    if head.endswith("/status"):
+        kind = _keys(channel).get(last)
+        if kind is not None:
+            return (_STATUS, last, kind)
+        if last == "rpc":
+            return (_STATUS_RPC, last, 0)
+        return (_IGNORE, last, 0)  # another channel, or an unmetered component (sys, input:N)
+    if last == "rpc":
+        if head.endswith("/events"):
+            return (_EVENTS, last, 0)
+        if head:
+            return (_IGNORE, last, 0)  # <prefix>/rpc: RPC requests and responses
+    elif last == "online" and head:
+        return (_ONLINE, last, 0)
+    return (_FOREIGN, last, 0)
+
+
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise too_big(payload)
-    head, _, last = topic.rpartition("/")
-    if head.endswith("/status"):
-        kind = _keys(options.channel).get(last)
-        if kind is not None:
-            return _parse_status(payload, last, kind)
-        if last == "rpc":
-            return _parse_status_rpc(payload, options.channel)
-        return None  # another channel, or a component we do not meter (sys, mqtt, input:N)
-    if last == "rpc":
-        if head.endswith("/events"):
-            return _parse_frame(payload, options.channel)
-        if head:
-            return None  # <prefix>/rpc: RPC requests and responses
-    elif last == "online" and head:
+    channel = options.channel
+    routes = _ROUTES.get(channel)
+    if routes is None:
+        routes = {} if len(_ROUTES) >= 64 else _ROUTES.setdefault(channel, {})
+    route = routes.get(topic)
+    if route is None:
+        route = _route(topic, channel)
+        if len(routes) < _ROUTE_CACHE_SIZE:
+            routes[topic] = route
+    action, name, kind = route
+    if action == _STATUS:
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"invalid JSON: {exc}") from None
+        if type(obj) is not dict:
+            raise ParseError(f"status/{name} must be a JSON object, got {type(obj).__name__}")
+        return _component(obj, kind, name)
+    if action == _EVENTS:
+        return _parse_frame(payload, channel)
+    if action == _ONLINE:
         return bool_text(payload, b"true", b"false", "Shelly online")
+    if action == _STATUS_RPC:
+        return _parse_status_rpc(payload, channel)
+    if action == _IGNORE:
+        return None
     raise ParseError(f"not a Shelly Gen2 topic: {topic[:120]!r}")
 
 

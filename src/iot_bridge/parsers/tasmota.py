@@ -88,10 +88,20 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
         if energy is None and "ENERGY" not in obj:
             return None
         raise ParseError(f"ENERGY must be a JSON object, got {type(energy).__name__}")
-    power = _field(energy, "Power", channel)
-    total = _field(energy, "Total", channel)
-    voltage = _field(energy, "Voltage", channel)
-    current = _field(energy, "Current", channel)
+    # Inlined fast path for plain numbers (orjson floats are always finite); lists, dicts,
+    # absent keys and errors go through _field.
+    v: Any = energy.get("Power")
+    t = type(v)
+    power = v if t is float else float(v) if t is int else _field(energy, "Power", channel)
+    v = energy.get("Total")
+    t = type(v)
+    total = v if t is float else float(v) if t is int else _field(energy, "Total", channel)
+    v = energy.get("Voltage")
+    t = type(v)
+    voltage = v if t is float else float(v) if t is int else _field(energy, "Voltage", channel)
+    v = energy.get("Current")
+    t = type(v)
+    current = v if t is float else float(v) if t is int else _field(energy, "Current", channel)
     if power is None and total is None and voltage is None and current is None:
         return SIGN_OF_LIFE
     return reading(power, None if total is None else total * 1000.0, voltage, current)

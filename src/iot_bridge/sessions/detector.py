@@ -13,7 +13,7 @@ books (timers, time and energy accounting). State round-trips through :meth:`to_
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from iot_bridge.devices import SessionConfig
@@ -249,11 +249,22 @@ class SessionDetector:
     # -- persistence --------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
+        """A JSON-ready copy of everything the detector knows (persisted on every batch)."""
         b = self._b
-        doc = asdict(b)
-        doc["state"] = b.state.value
-        doc["level"] = None if b.level is None else b.level.value
-        return doc
+        return {
+            "state": b.state.value,
+            "level": None if b.level is None else b.level.value,
+            "power_w": b.power_w,
+            "since": b.since,
+            "last_seen": b.last_seen,
+            "timeout_base": b.timeout_base,
+            "paused": b.paused,
+            "session_id": b.session_id,
+            "started_at": b.started_at,
+            "working_since": b.working_since,
+            "totals": None if b.totals is None else b.totals.to_state(),
+            "at_since": None if b.at_since is None else b.at_since.to_state(),
+        }
 
     @classmethod
     def from_state(

@@ -22,6 +22,18 @@ class Totals:
     counter_wh: float = 0.0  # energy summed over counter increments, across resets
     counter_readings: int = 0
 
+    def to_state(self) -> dict[str, float | int | None]:
+        return {
+            "t0": self.t0,
+            "t": self.t,
+            "integral_ws": self.integral_ws,
+            "max_power_w": self.max_power_w,
+            "working_s": self.working_s,
+            "counter_last": self.counter_last,
+            "counter_wh": self.counter_wh,
+            "counter_readings": self.counter_readings,
+        }
+
     @classmethod
     def begin(cls, t: float, power_w: float, energy_wh: float | None) -> Totals:
         totals = cls(t0=t, t=t, max_power_w=power_w)

@@ -1,0 +1,78 @@
+"""Where the device list comes from: Odoo (``GET /ows/iot/config``) with the last good answer
+cached on disk, or ``DEVICES_FILE`` in standalone mode. Both give a :class:`DeviceSet`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+from iot_bridge.devices import ConfigError, DeviceSet, device_set_from_json
+from iot_bridge.odoo.client import OdooClient, OdooError
+
+log = logging.getLogger("iot_bridge.config")
+
+
+class ConfigUnavailable(Exception):
+    """No device list could be had from the source right now; the message says why."""
+
+
+class ConfigSource:
+    def __init__(
+        self, *, client: OdooClient | None, devices_file: Path | None, cache_path: Path
+    ) -> None:
+        self.client = client
+        self.devices_file = devices_file
+        self.cache_path = cache_path
+
+    @property
+    def describe(self) -> str:
+        return f"Odoo {self.client.base_url}" if self.client else f"file {self.devices_file}"
+
+    async def fetch(self) -> DeviceSet:
+        if self.client is not None:
+            try:
+                doc = await self.client.fetch_config()
+                devices = device_set_from_json(doc)
+            except (OdooError, ConfigError) as exc:
+                raise ConfigUnavailable(f"config from Odoo: {exc}") from None
+            try:
+                await asyncio.to_thread(_write_atomically, self.cache_path, orjson.dumps(doc))
+            except OSError as exc:  # a full disk must not stop a good config from applying
+                log.warning("cannot cache the config in %s: %s", self.cache_path, exc)
+            return devices
+        assert self.devices_file is not None
+        return await asyncio.to_thread(read_device_file, self.devices_file)
+
+    def load_cached(self) -> DeviceSet | None:
+        """The last good Odoo config, so the bridge detects sessions while Odoo is down."""
+        if self.client is None or not self.cache_path.exists():
+            return None
+        try:
+            return device_set_from_json(orjson.loads(self.cache_path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError, ConfigError):
+            return None
+
+
+def read_device_file(path: Path) -> DeviceSet:
+    try:
+        return device_set_from_json(orjson.loads(path.read_bytes()))
+    except OSError as exc:
+        raise ConfigUnavailable(f"DEVICES_FILE {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigUnavailable(f"DEVICES_FILE {path}: invalid JSON: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigUnavailable(f"DEVICES_FILE {path}: {exc}") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,240 @@
+"""One MQTT 3.1.1 connection over asyncio: connect, subscribe, receive, acknowledge, keep alive.
+
+Received PUBLISH packets are handed over in the batches the socket delivers them in, together
+with one receive timestamp, and are *not* acknowledged here: the owner calls :meth:`ack` once
+their effects are on disk. Every network wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import cycle
+
+from iot_bridge.mqtt import packets as pk
+
+
+class MqttError(Exception):
+    """Base of the MQTT errors."""
+
+
+class ConnectRefused(MqttError):
+    """The broker answered CONNACK with a refusal (bad credentials, not authorised, ...)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"broker refused the connection: {pk.CONNACK_REASONS.get(code, code)}")
+        self.code = code
+
+
+class ConnectionLost(MqttError):
+    """The connection ended (network error, keepalive expired, broker closed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+    clean_session: bool = False
+    keepalive: int = 30
+    timeout: float = 10.0
+
+    def __repr__(self) -> str:  # never show the password
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"Endpoint({scheme}://{self.host}:{self.port}, client_id={self.client_id!r})"
+
+
+OnMessages = Callable[["Connection", list[pk.Publish], float], None]
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, endpoint: Endpoint, on_messages: OnMessages | None) -> None:
+        self.endpoint = endpoint
+        self._on_messages = on_messages
+        self._decoder = pk.Decoder()
+        self._transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self._connack: asyncio.Future[pk.Ack] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._waiting: dict[tuple[int, int], asyncio.Future[pk.Ack]] = {}
+        self._ids = cycle(range(1, 65536))
+        self._last_rx = time.monotonic()
+        self._pings: asyncio.Task[None] | None = None
+        self.session_present = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = time.monotonic()
+        try:
+            packets = self._decoder.feed(data)
+        except pk.ProtocolError as exc:
+            self._fail(ConnectionLost(f"protocol error: {exc}"))
+            return
+        publishes: list[pk.Publish] = []
+        for packet in packets:
+            if isinstance(packet, pk.Publish):
+                publishes.append(packet)
+            elif packet.kind == pk.CONNACK:
+                if not self._connack.done():
+                    self._connack.set_result(packet)
+            elif packet.kind != pk.PINGRESP:
+                fut = self._waiting.pop((packet.kind, packet.packet_id or 0), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(packet)
+        if publishes and self._on_messages is not None:
+            self._on_messages(self, publishes, time.time())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionLost(str(exc) if exc else "connection closed by the broker"))
+
+    def _fail(self, exc: MqttError) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        for fut in [self._connack, *self._waiting.values()]:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiting.clear()
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+            self.closed.exception()  # mark retrieved: nobody may be waiting right now
+        if self._pings is not None:
+            self._pings.cancel()
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.done()
+
+    async def handshake(self) -> None:
+        ep = self.endpoint
+        self._write(
+            pk.connect(
+                ep.client_id,
+                clean_session=ep.clean_session,
+                keepalive=ep.keepalive,
+                username=ep.username,
+                password=ep.password,
+            )
+        )
+        ack = await asyncio.wait_for(self._connack, ep.timeout)
+        code = ack.return_codes[0]
+        if code:
+            self._fail(ConnectRefused(code))
+            raise ConnectRefused(code)
+        self.session_present = ack.session_present
+        if ep.keepalive:
+            self._pings = asyncio.get_running_loop().create_task(self._keepalive())
+
+    async def subscribe(self, filters: list[str], qos: int = 1) -> bytes:
+        """Subscribe; returns the granted QoS per filter (0x80 = refused by the broker)."""
+        packet_id = next(self._ids)
+        data = pk.subscribe(packet_id, [(f, qos) for f in filters])
+        ack = await self._request(pk.SUBACK, packet_id, data)
+        return ack.return_codes
+
+    async def unsubscribe(self, filters: list[str]) -> None:
+        packet_id = next(self._ids)
+        await self._request(pk.UNSUBACK, packet_id, pk.unsubscribe(packet_id, filters))
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        if qos == 0:
+            self._write(pk.publish(topic, payload, 0, None, retain))
+            return
+        packet_id = next(self._ids)
+        await self._request(pk.PUBACK, packet_id, pk.publish(topic, payload, 1, packet_id, retain))
+
+    def ack(self, packet_ids: list[int]) -> bool:
+        """Send PUBACKs in receive order with one write; False if the connection is gone."""
+        if not self.is_open or self._transport is None:
+            return False
+        self._transport.write(b"".join([pk.puback(i) for i in packet_ids]))
+        return True
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and self.is_open:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and self.is_open:
+            self._transport.resume_reading()
+
+    async def disconnect(self) -> None:
+        """A clean DISCONNECT (the broker then drops our will, as MQTT says)."""
+        if self.is_open and self._transport is not None:
+            self._transport.write(pk.DISCONNECT_PACKET)
+            self._transport.close()
+        with contextlib.suppress(MqttError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), self.endpoint.timeout)
+
+    def abort(self) -> None:
+        self._fail(ConnectionLost("closed by the bridge"))
+
+    async def _request(self, kind: int, packet_id: int, data: bytes) -> pk.Ack:
+        fut: asyncio.Future[pk.Ack] = asyncio.get_running_loop().create_future()
+        self._waiting[(kind, packet_id)] = fut
+        self._write(data)
+        try:
+            return await asyncio.wait_for(fut, self.endpoint.timeout)
+        except TimeoutError:
+            self._waiting.pop((kind, packet_id), None)
+            self._fail(ConnectionLost("broker did not answer in time"))
+            raise ConnectionLost("broker did not answer in time") from None
+
+    def _write(self, data: bytes) -> None:
+        if not self.is_open or self._transport is None:
+            raise ConnectionLost("not connected")
+        self._transport.write(data)
+
+    async def _keepalive(self) -> None:
+        """PINGREQ every half keepalive (MQTT counts what we *send*, and a QoS 0 flood sends
+        nothing back); a broker silent for 1.5 x keepalive is gone (half-open TCP)."""
+        interval = self.endpoint.keepalive
+        while self.is_open:
+            await asyncio.sleep(interval / 2)
+            idle = time.monotonic() - self._last_rx
+            if idle > interval * 1.5:
+                self._fail(ConnectionLost(f"no packet from the broker for {idle:.0f} s"))
+                return
+            if self._transport is not None:
+                self._transport.write(pk.PINGREQ_PACKET)
+
+
+async def open_connection(endpoint: Endpoint, on_messages: OnMessages | None = None) -> Connection:
+    """TCP (or TLS) connect plus CONNECT/CONNACK, all within ``endpoint.timeout``."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: Connection(endpoint, on_messages),
+                endpoint.host,
+                endpoint.port,
+                ssl=endpoint.tls,
+            ),
+            endpoint.timeout,
+        )
+    except (TimeoutError, OSError) as exc:
+        raise ConnectionLost(
+            f"cannot reach {endpoint.host}:{endpoint.port}: {exc or 'timed out'}"
+        ) from None
+    try:
+        await conn.handshake()
+    except TimeoutError:
+        conn.abort()
+        raise ConnectionLost("no CONNACK from the broker in time") from None
+    except BaseException:
+        conn.abort()
+        raise
+    return conn

@@ -1,0 +1,287 @@
+"""The running bridge: one TaskGroup holding MQTT intake, group commits, timers, delivery to
+Odoo, config refresh and the health server; signals for stop (SIGTERM/SIGINT) and reload (SIGHUP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from iot_bridge.config_source import ConfigSource, ConfigUnavailable
+from iot_bridge.devices import DeviceSet
+from iot_bridge.events import Event
+from iot_bridge.health import HealthServer
+from iot_bridge.ingest import Ingest
+from iot_bridge.metrics import Metrics, render
+from iot_bridge.mqtt.client import MqttClient
+from iot_bridge.mqtt.connection import Connection, Endpoint
+from iot_bridge.odoo.client import OdooClient
+from iot_bridge.odoo.delivery import Delivery
+from iot_bridge.outbox.store import Store, StoreError
+from iot_bridge.outbox.worker import DbWorker
+from iot_bridge.pipeline import Pipeline
+from iot_bridge.settings import Settings
+
+log = logging.getLogger("iot_bridge")
+
+SHUTDOWN_BUDGET_S = 8.0  # SIGTERM must end the process within 10 s
+
+
+class Bridge:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started = time.time()
+        self.metrics = Metrics()
+        self.store = Store(settings.data_dir / "bridge.db")
+        self.db = DbWorker()
+        self.pipeline = Pipeline(forward_measurements=settings.forward_measurements)
+        self.odoo: OdooClient | None = None
+        if settings.odoo_url is not None:
+            assert settings.odoo_token is not None
+            self.odoo = OdooClient(
+                settings.odoo_url,
+                settings.odoo_token,
+                settings.odoo_timeout,
+                on_latency=self.metrics.odoo_latency.observe,
+            )
+        self.delivery = (
+            Delivery(self.odoo, self.store, self.db, self.metrics) if self.odoo else None
+        )
+        self.ingest = Ingest(
+            self.pipeline,
+            self.store,
+            self.db,
+            self.metrics,
+            on_committed=self._committed,
+            on_store_failed=self._store_failed,
+            on_store_recovered=self._store_recovered,
+        )
+        self.mqtt = MqttClient(
+            Endpoint(
+                host=settings.mqtt_host,
+                port=settings.mqtt_port,
+                client_id=settings.mqtt_client_id,
+                username=settings.mqtt_username,
+                password=settings.mqtt_password,
+                tls=settings.ssl_context(),
+                keepalive=settings.mqtt_keepalive,
+            ),
+            self.ingest.on_messages,
+            on_connected=self._connected,
+            on_disconnected=lambda reason: self.pipeline.pause(),
+            backoff_cap=settings.reconnect_max_s,
+        )
+        self.config_source = ConfigSource(
+            client=self.odoo,
+            devices_file=settings.devices_file,
+            cache_path=settings.data_dir / "config-cache.json",
+        )
+        self.config: DeviceSet | None = None
+        self.config_problem: str | None = None
+        self.health = HealthServer(
+            settings.health_host, settings.health_port, self.health_report, self.metrics_text
+        )
+        self._reload = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        log.info(
+            "Bridge started, connecting to MQTT... (%s, client id %s, %s mode)",
+            self.settings.mqtt_url,
+            self.settings.mqtt_client_id,
+            "standalone" if self.settings.standalone else "Odoo",
+        )
+        await self.health.start()
+        await self._initial_config()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.mqtt.run(), name="mqtt"),
+                    tg.create_task(self.ingest.run_commits(), name="commits"),
+                    tg.create_task(self.ingest.run_timers(), name="timers"),
+                    tg.create_task(self.ingest.run_probe(), name="store-probe"),
+                    tg.create_task(self._config_loop(), name="config"),
+                ]
+                if self.delivery is not None:
+                    tasks.append(tg.create_task(self.delivery.run(), name="delivery"))
+                await self._stop.wait()
+                log.info("Stopping: finishing intake and closing the store")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drain(), SHUTDOWN_BUDGET_S)
+                for task in tasks:
+                    task.cancel()
+        finally:
+            await self.health.stop()
+            if self.odoo is not None:
+                await self.odoo.close()
+            self.db.close()
+            self.store.close()
+            log.info("Bridge stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _drain(self) -> None:
+        conn = self.mqtt.connection
+        if conn is not None:
+            conn.pause_reading()  # stop intake; what arrived is committed and acknowledged
+        await self.ingest.flush()
+        await self.ingest.drained()
+        await self.mqtt.stop()
+
+    def _connected(self, conn: Connection) -> None:
+        # a fresh message timeout for every open session (sessions.md, last section)
+        self.pipeline.resume(time.time())
+        self.ingest.add_events(())
+
+    def _store_failed(self, reason: str) -> None:
+        self.mqtt.hold()  # the broker keeps what we cannot store
+
+    def _store_recovered(self) -> None:
+        self.mqtt.release()
+
+    def _committed(self, events: Sequence[Event]) -> None:
+        if self.delivery is not None:
+            self.delivery.notify()
+
+    # -- config ---------------------------------------------------------------------------------
+
+    async def _initial_config(self) -> None:
+        try:
+            devices = await asyncio.wait_for(
+                self.config_source.fetch(), self.settings.odoo_timeout + 1
+            )
+        except (ConfigUnavailable, TimeoutError) as exc:
+            self.config_problem = str(exc) or "config source timed out"
+            cached = self.config_source.load_cached()
+            if cached is None:
+                log.error("No device config yet (%s); retrying", self.config_problem)
+                return
+            log.warning("Odoo unreachable (%s); using the cached config", self.config_problem)
+            devices = cached
+        await self._apply(devices)
+
+    async def _config_loop(self) -> None:
+        while True:
+            interval = self.settings.config_refresh_interval if self.config else 5.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), interval)
+            self._reload.clear()
+            try:
+                devices = await self.config_source.fetch()
+            except ConfigUnavailable as exc:
+                self.config_problem = str(exc)
+                log.warning("Config refresh failed, keeping the current one: %s", exc)
+                continue
+            self.config_problem = None
+            if self.config is None or devices != self.config:
+                await self._apply(devices)
+
+    async def _apply(self, devices: DeviceSet) -> None:
+        first = self.config is None
+        saved = await self.db.call(self.store.load_states) if first else None
+        change = self.pipeline.apply(devices, time.time(), saved)
+        self.config = devices
+        for problem in devices.errors:
+            log.warning("Device config rejected: %s", problem)
+        log.info(
+            "Config loaded: %d devices (version %s, from %s)",
+            len(devices.devices),
+            devices.config_version,
+            self.config_source.describe,
+        )
+        self.ingest.add_events(change.events)
+        await self.mqtt.set_filters(self.pipeline.subscriptions())
+
+    # -- health and metrics --------------------------------------------------------------------
+
+    async def health_report(self) -> dict[str, Any]:
+        now = time.time()
+        try:
+            stats = await self.db.call(self.store.stats)
+            db_ok = self.ingest.store_error is None
+        except StoreError:
+            stats, db_ok = None, False
+        problems = []
+        if not db_ok:
+            problems.append("store_not_writable")
+        if not self.mqtt.connected:
+            problems.append("mqtt_disconnected")
+        if self.config is None:
+            problems.append("no_device_config")
+        status = self.delivery.status if self.delivery else None
+        if status is not None and status.auth_failed:
+            problems.append("odoo_auth_failed")
+        oldest_age = None
+        if stats is not None and stats.oldest_created_at is not None:
+            oldest_age = round(now - stats.oldest_created_at, 3)
+            if self.delivery is not None and oldest_age > self.settings.max_queue_age_s:
+                problems.append("queue_too_old")
+        last = self.ingest.last_message_at
+        config_errors = list(self.config.errors) if self.config else []
+        if self.config_problem:
+            config_errors.append(self.config_problem)
+        return {
+            "status": "ok" if not problems else "degraded",
+            "problems": problems,
+            "mqtt_connected": self.mqtt.connected,
+            "odoo_reachable": None if status is None else status.odoo_reachable,
+            "odoo_auth_failed": bool(status and status.auth_failed),
+            "devices_configured": len(self.config.devices) if self.config else 0,
+            "active_sessions": self.pipeline.open_sessions(),
+            "uptime_seconds": round(now - self.started),
+            "mode": "standalone" if self.settings.standalone else "odoo",
+            "queue_depth": None if stats is None else stats.depth,
+            "oldest_queued_age_s": oldest_age,
+            "dead_letters": None if stats is None else stats.dead_letters,
+            "dropped_measurements": None if stats is None else stats.dropped_measurements,
+            "db_ok": db_ok,
+            "store_error": self.ingest.store_error,
+            "config_version": self.config.config_version if self.config else None,
+            "config_errors": config_errors,
+            "last_msg_age_s": None if last is None else round(now - last, 3),
+            "mqtt_reconnects": self.mqtt.reconnects,
+            "mqtt_last_error": self.mqtt.last_error,
+            "odoo_last_error": None if status is None else status.last_error,
+        }
+
+    async def metrics_text(self) -> str:
+        stats = await self.db.call(self.store.stats)
+        pstats = self.pipeline.stats
+        m = self.metrics
+        gauges = {
+            "queue_depth": float(stats.depth),
+            "queue_oldest_age_seconds": 0.0
+            if stats.oldest_created_at is None
+            else time.time() - stats.oldest_created_at,
+            "dead_letters": float(stats.dead_letters),
+            "active_sessions": float(self.pipeline.open_sessions()),
+            "devices_configured": float(len(self.config.devices) if self.config else 0),
+            "mqtt_connected": float(self.mqtt.connected),
+            "store_ok": float(self.ingest.store_error is None),
+        }
+        counters = {
+            "messages_total": float(pstats.messages),
+            "messages_unrouted_total": float(pstats.unrouted),
+            "mqtt_reconnects_total": float(self.mqtt.reconnects),
+            "odoo_errors_total": float(m.odoo_errors),
+            "commits_total": float(m.commits),
+            "dropped_measurements_total": float(stats.dropped_measurements),
+        }
+        labelled = {
+            "parser:parse_errors_total": {k: float(v) for k, v in pstats.parse_errors.items()},
+            "type:events_total": {k: float(v) for k, v in m.events.items()},
+            "status:delivered_total": {k: float(v) for k, v in m.delivered.items()},
+        }
+        return render(m, gauges, counters, labelled)

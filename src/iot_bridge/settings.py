@@ -1,0 +1,167 @@
+"""Service settings from the environment, validated as a whole, frozen, secrets hidden.
+
+The names are the original's (``ODOO_URL``, ``ODOO_TOKEN``, ``MQTT_URL``, ``MQTT_USERNAME``,
+``MQTT_PASSWORD``, ``LOG_LEVEL``, ``CONFIG_REFRESH_INTERVAL``) plus what production needs. A bad
+value stops the start with one message naming the variable (exit code 2 in the CLI).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """One setting is wrong; the message starts with the variable's name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_tls: bool
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_client_id: str = "iot-bridge"
+    mqtt_ca_file: Path | None = None
+    mqtt_keepalive: int = 30
+    odoo_url: str | None = None
+    odoo_token: str | None = field(default=None, repr=False)
+    odoo_timeout: float = 10.0
+    devices_file: Path | None = None
+    data_dir: Path = Path("data")
+    health_host: str = "0.0.0.0"
+    health_port: int = 8080
+    log_level: str = "INFO"
+    config_refresh_interval: float = 300.0
+    forward_measurements: bool = False
+    max_queue_age_s: float = 900.0  # /health turns 503 when the oldest queued event is older
+    reconnect_max_s: float = 60.0
+
+    @property
+    def standalone(self) -> bool:
+        """No Odoo: devices from ``DEVICES_FILE``, events stay in the local store."""
+        return self.odoo_url is None
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"{'mqtts' if self.mqtt_tls else 'mqtt'}://{self.mqtt_host}:{self.mqtt_port}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.mqtt_tls:
+            return None
+        ctx = ssl.create_default_context(
+            cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None
+        )
+        return ctx
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:
+        raise SettingsError(f"{name} must be >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default, 0)
+    if value != int(value) or value > 65535:
+        raise SettingsError(f"{name} must be a port number 0..65535, got {env.get(name)!r}")
+    return int(value)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+def _parse_mqtt_url(raw: str) -> tuple[str, int, bool, str | None, str | None]:
+    try:
+        url = urlsplit(raw)
+        port = url.port
+    except ValueError as exc:
+        raise SettingsError(f"MQTT_URL is not a valid URL: {exc}") from None
+    if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise SettingsError(f"MQTT_URL must start with mqtt:// or mqtts://, got {url.scheme!r}")
+    if not url.hostname:
+        raise SettingsError("MQTT_URL needs a host, e.g. mqtt://mosquitto:1883")
+    tls = url.scheme in ("mqtts", "ssl")
+    user = unquote(url.username) if url.username else None
+    password = unquote(url.password) if url.password else None
+    return url.hostname, port or (8883 if tls else 1883), tls, user, password
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    raw_url = _get(env, "MQTT_URL")
+    if raw_url is None:
+        raise SettingsError("MQTT_URL is required, e.g. mqtt://mosquitto:1883")
+    host, port, tls, url_user, url_password = _parse_mqtt_url(raw_url)
+
+    odoo_url = _get(env, "ODOO_URL")
+    token = _get(env, "ODOO_TOKEN")
+    if odoo_url is not None:
+        parts = urlsplit(odoo_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SettingsError(f"ODOO_URL must be an http(s) URL, got {odoo_url!r}")
+        if token is None:
+            raise SettingsError("ODOO_TOKEN is required when ODOO_URL is set")
+    devices_file = _get(env, "DEVICES_FILE")
+    if odoo_url is None and devices_file is None:
+        raise SettingsError(
+            "DEVICES_FILE is required without ODOO_URL (standalone mode needs a device list)"
+        )
+
+    level = (_get(env, "LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    ca_file = _get(env, "MQTT_CA_FILE")
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise SettingsError(f"MQTT_CA_FILE {ca_file!r} is not a readable file")
+    client_id = _get(env, "MQTT_CLIENT_ID") or f"iot-bridge-{socket.gethostname()}"[:64]
+    return Settings(
+        mqtt_host=host,
+        mqtt_port=port,
+        mqtt_tls=tls,
+        mqtt_username=_get(env, "MQTT_USERNAME") or url_user,
+        mqtt_password=_get(env, "MQTT_PASSWORD") or url_password,
+        mqtt_client_id=client_id,
+        mqtt_ca_file=Path(ca_file) if ca_file else None,
+        mqtt_keepalive=int(_number(env, "MQTT_KEEPALIVE", 30, 1)),
+        odoo_url=odoo_url.rstrip("/") if odoo_url else None,
+        odoo_token=token,
+        odoo_timeout=_number(env, "ODOO_TIMEOUT", 10.0, 0.1),
+        devices_file=Path(devices_file) if devices_file else None,
+        data_dir=Path(_get(env, "DATA_DIR") or "data"),
+        health_host=_get(env, "HEALTH_HOST") or "0.0.0.0",
+        health_port=_port(env, "HEALTH_PORT", 8080),
+        log_level=level,
+        config_refresh_interval=_number(env, "CONFIG_REFRESH_INTERVAL", 300.0, 1.0),
+        forward_measurements=_flag(env, "FORWARD_MEASUREMENTS"),
+        max_queue_age_s=_number(env, "HEALTH_MAX_QUEUE_AGE", 900.0, 1.0),
+        reconnect_max_s=_number(env, "MQTT_RECONNECT_MAX", 60.0, 0.1),
+    )
