@@ -37,7 +37,19 @@ from typing import Any
 
 import orjson
 
-from iot_bridge.parsers._common import SIGN_OF_LIFE, bool_text, dedupe, reading, too_big
+from iot_bridge.parsers._common import (
+    SIGN_OF_LIFE,
+    _new,
+    _set_current,
+    _set_energy,
+    _set_online,
+    _set_power,
+    _set_voltage,
+    bool_text,
+    dedupe,
+    reading,
+    too_big,
+)
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
 
 _METER = 0  # switch:N, pm1:N  -> apower, voltage, current, aenergy.total
@@ -118,10 +130,16 @@ def _component(comp: Any, kind: int, name: str) -> Reading | None:
             current = v if type(v) is float else _num(v, name, "current")
     if power is None and energy is None and voltage is None and current is None:
         return None if _RELAY_STATE_KEYS.issuperset(comp) else SIGN_OF_LIFE
-    return reading(power, energy, voltage, current)
+    r: Reading = _new(Reading)  # = reading(...), inlined
+    _set_power(r, power)
+    _set_energy(r, energy)
+    _set_voltage(r, voltage)
+    _set_current(r, current)
+    _set_online(r, None)
+    return r
 
 
-def _from_components(params: dict[str, Any], channel: int) -> Reading | None:
+def _from_components(params: dict[str, Any], keys: dict[str, int]) -> Reading | None:
     """The channel's components of a status snapshot or delta (``params`` / ``result``).
 
     Usually one component is present (``switch:N`` / ``pm1:N``); an energy meter's snapshot has
@@ -129,7 +147,6 @@ def _from_components(params: dict[str, Any], channel: int) -> Reading | None:
     """
     result: Reading | None = None
     found = False
-    keys = _keys(channel)
     for name, comp in params.items():  # usually {"ts", "switch:N"}; a full status: ~10
         kind = keys.get(name)
         if kind is None:
@@ -168,28 +185,27 @@ def _decode(payload: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def _parse_frame(payload: bytes, channel: int) -> Reading | None:
-    frame = _decode(payload, "events/rpc frame")
+def _parse_frame(frame: dict[str, Any], keys: dict[str, int]) -> Reading | None:
     method = frame.get("method")
     if method == "NotifyStatus" or method == "NotifyFullStatus":  # noqa: PLR1714 (unhashable)
         params = frame.get("params")
         if type(params) is not dict:
             raise ParseError(f"{method} params must be a JSON object, got {type(params).__name__}")
-        return _from_components(params, channel)
+        return _from_components(params, keys)
     if type(method) is not str:
         raise ParseError(f"events/rpc frame has no string 'method' (got {type(method).__name__})")
     return None  # NotifyEvent and friends: button presses, scripts, ...
 
 
-def _parse_status_rpc(payload: bytes, channel: int) -> Reading | None:
+def _parse_status_rpc(payload: bytes, keys: dict[str, int]) -> Reading | None:
     result = _decode(payload, "status/rpc").get("result")
     if type(result) is not dict:
         raise ParseError(f"status/rpc 'result' must be a JSON object, got {type(result).__name__}")
-    return _from_components(result, channel)
+    return _from_components(result, keys)
 
 
 _STATUS, _EVENTS, _STATUS_RPC, _ONLINE, _IGNORE, _FOREIGN = range(6)
-_Route = tuple[int, str, int]  # (action, component name, component kind)
+_Route = tuple[int, str, int, dict[str, int]]  # (action, component name, its kind, channel keys)
 _ROUTES: dict[int, dict[str, _Route]] = {}
 _ROUTE_CACHE_SIZE = 4096
 
@@ -197,21 +213,22 @@ _ROUTE_CACHE_SIZE = 4096
 def _route(topic: str, channel: int) -> _Route:
     """What a topic is for a device of this channel (cached by :func:`parse`)."""
     head, _, last = topic.rpartition("/")
+    keys = _keys(channel)
     if head.endswith("/status"):
-        kind = _keys(channel).get(last)
+        kind = keys.get(last)
         if kind is not None:
-            return (_STATUS, last, kind)
+            return (_STATUS, last, kind, keys)
         if last == "rpc":
-            return (_STATUS_RPC, last, 0)
-        return (_IGNORE, last, 0)  # another channel, or an unmetered component (sys, input:N)
+            return (_STATUS_RPC, last, 0, keys)
+        return (_IGNORE, last, 0, keys)  # another channel, or an unmetered component (sys, ...)
     if last == "rpc":
         if head.endswith("/events"):
-            return (_EVENTS, last, 0)
+            return (_EVENTS, last, 0, keys)
         if head:
-            return (_IGNORE, last, 0)  # <prefix>/rpc: RPC requests and responses
+            return (_IGNORE, last, 0, keys)  # <prefix>/rpc: RPC requests and responses
     elif last == "online" and head:
-        return (_ONLINE, last, 0)
-    return (_FOREIGN, last, 0)
+        return (_ONLINE, last, 0, keys)
+    return (_FOREIGN, last, 0, keys)
 
 
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
@@ -226,21 +243,22 @@ def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
         route = _route(topic, channel)
         if len(routes) < _ROUTE_CACHE_SIZE:
             routes[topic] = route
-    action, name, kind = route
-    if action == _STATUS:
+    action, name, kind, keys = route
+    if action <= _EVENTS:  # _STATUS or _EVENTS: a JSON object
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"invalid JSON: {exc}") from None
         if type(obj) is not dict:
-            raise ParseError(f"status/{name} must be a JSON object, got {type(obj).__name__}")
-        return _component(obj, kind, name)
-    if action == _EVENTS:
-        return _parse_frame(payload, channel)
+            what = "events/rpc frame" if action == _EVENTS else f"status/{name}"
+            raise ParseError(f"{what} must be a JSON object, got {type(obj).__name__}")
+        if action == _STATUS:
+            return _component(obj, kind, name)
+        return _parse_frame(obj, keys)
     if action == _ONLINE:
         return bool_text(payload, b"true", b"false", "Shelly online")
     if action == _STATUS_RPC:
-        return _parse_status_rpc(payload, channel)
+        return _parse_status_rpc(payload, keys)
     if action == _IGNORE:
         return None
     raise ParseError(f"not a Shelly Gen2 topic: {topic[:120]!r}")
