@@ -175,6 +175,19 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from iot_bridge.simulator import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from iot_bridge.demo import main as demo
+
+    return demo()
+
+
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iot-bridge", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -184,6 +197,16 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate the environment and the device list")
     p.set_defaults(func=commands["check-config"])
+
+    p = sub.add_parser("simulate", help="publish a simulated Shelly PM Mini Gen3 scenario")
+    from iot_bridge.simulator import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=commands["simulate"])
+
+    p = sub.add_parser("demo", help="private broker + simulator + standalone bridge, then report")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"])
+    p.set_defaults(func=commands["demo"])
 
     p = sub.add_parser("dead-letters", help="events Odoo rejected for good")
     p.add_argument("action", choices=["list", "replay"])
@@ -212,6 +235,8 @@ COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "check-config": cmd_check_config,
     "dead-letters": cmd_dead_letters,
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
     "replay": cmd_replay,
     "parse": cmd_parse,
 }
