@@ -164,12 +164,15 @@ class Bridge:
             )
         except (ConfigUnavailable, TimeoutError) as exc:
             self.config_problem = str(exc) or "config source timed out"
+            self._odoo_answered(False)
             cached = self.config_source.load_cached()
             if cached is None:
                 log.error("No device config yet (%s); retrying", self.config_problem)
                 return
             log.warning("Odoo unreachable (%s); using the cached config", self.config_problem)
             devices = cached
+        else:
+            self._odoo_answered(True)
         await self._apply(devices)
 
     async def _config_loop(self) -> None:
@@ -182,11 +185,17 @@ class Bridge:
                 devices = await self.config_source.fetch()
             except ConfigUnavailable as exc:
                 self.config_problem = str(exc)
+                self._odoo_answered(False)
                 log.warning("Config refresh failed, keeping the current one: %s", exc)
                 continue
             self.config_problem = None
+            self._odoo_answered(True)
             if self.config is None or devices != self.config:
                 await self._apply(devices)
+
+    def _odoo_answered(self, ok: bool) -> None:
+        if self.delivery is not None:
+            self.delivery.status.odoo_reachable = ok
 
     async def _apply(self, devices: DeviceSet) -> None:
         first = self.config is None

@@ -9,6 +9,7 @@ a cap, never sooner than Odoo's ``Retry-After``. Permanent rejections go to the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -24,6 +25,7 @@ log = logging.getLogger("iot_bridge.delivery")
 FIRST_RETRY_S = 5.0
 MAX_RETRY_S = 300.0
 BATCH = 500
+POLL_S = 5.0
 
 
 @dataclass
@@ -63,7 +65,10 @@ class Delivery:
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            # also look now and then without being told: `dead-letters replay` from the CLI
+            # queues events from another process
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_S)
             self._wake.clear()
             while await self._deliver_once():
                 pass
