@@ -112,7 +112,9 @@ def bridge_events(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="iot-bridge-demo-") as tmp:
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_demo(Path(tmp)))
+    with (
+        tempfile.TemporaryDirectory(prefix="iot-bridge-demo-") as tmp,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        return asyncio.run(run_demo(Path(tmp)))
     return 130

@@ -48,7 +48,7 @@ def run_simulator(broker: Mosquitto, scenario: str, prefix: str, interval: float
             prefix,
             "--interval",
             str(interval),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         timeout=60,
         check=False,
@@ -62,8 +62,8 @@ def test_simulator_scenario_end_to_end(
 ) -> None:
     interval = 0.2
     # debounces longer than one frame, so a single flapping frame cannot start a session
-    odoo.set_devices([device("sim", start_debounce_s=0.5, stop_debounce_s=1.0,
-                             message_timeout_s=1.5)])  # fmt: skip
+    sim = device("sim", start_debounce_s=0.5, stop_debounce_s=1.0, message_timeout_s=1.5)
+    odoo.set_devices([sim])
     bridge = bridge_factory(broker, odoo).start()
     bridge.connected()
     run_simulator(broker, scenario, "sim", interval)

@@ -17,7 +17,9 @@ from ..models.iot_event import CREATED, DUPLICATE, MAX_BATCH, UNKNOWN_DEVICE
 
 _logger = logging.getLogger(__name__)
 
-ROUTE_OPTIONS = {"type": "http", "auth": "public", "csrf": False, "save_session": False}
+ROUTE_OPTIONS = {
+    "type": "http", "auth": "public", "csrf": False, "save_session": False, "readonly": False,
+}
 
 
 class _BadRequest(Exception):

@@ -120,6 +120,7 @@ class IotBridge(models.Model):
         if not token or not isinstance(token, str):
             return self.browse()
         digest = hash_token(token)
+        self.flush_model(["token_hash", "active"])
         self.env.cr.execute(
             "SELECT id, token_hash FROM ows_iot_bridge WHERE token_hash = %s AND active",
             (digest,),

@@ -59,15 +59,13 @@ class MachineSession(models.Model):
     avg_power_w = fields.Float(string="Avg Power (W)", readonly=True, aggregator="avg")
     stop_reason = fields.Selection(STOP_REASONS, readonly=True)
     duration_h = fields.Float(
-        string="Hours", compute="_compute_totals", store=True, aggregator="sum", digits=(16, 2)
+        string="Hours", compute="_compute_totals", store=True, aggregator="sum"
     )
     working_h = fields.Float(
         string="Working Hours", compute="_compute_totals", store=True, aggregator="sum",
-        digits=(16, 2),
     )
     energy_kwh = fields.Float(
         string="Energy (kWh)", compute="_compute_totals", store=True, aggregator="sum",
-        digits=(16, 3),
     )
     start_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
     stop_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
