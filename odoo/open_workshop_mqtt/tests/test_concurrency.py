@@ -1,0 +1,99 @@
+import threading
+import uuid
+
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import Registry
+from odoo.tests import BaseCase, tagged
+from odoo.tests.common import get_db_name
+
+from .common import make_event
+
+
+@tagged("post_install", "-at_install", "open_workshop_mqtt")
+class TestConcurrentDuplicates(BaseCase):
+    """Two transactions on their own connections store the same event_uid at the same time.
+
+    Uses committed data on real cursors (no test cursor), cleaned up afterwards. Environments
+    are built in the main thread (which holds the registry lock while tests run); the second
+    transaction then runs in a worker thread.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.registry = Registry(get_db_name())
+        suffix = uuid.uuid4().hex[:8]
+        with cls.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            bridge = env["ows.iot.bridge"].create({"name": f"concurrency-{suffix}"})
+            device = env["ows.iot.device"].create({
+                "bridge_id": bridge.id, "device_id": f"concurrency-{suffix}",
+                "machine_name": "Concurrency", "mqtt_topic": f"concurrency/{suffix}",
+            })
+            cls.bridge_id, cls.device_id, cls.device_code = bridge.id, device.id, device.device_id
+        cls.addClassCleanup(cls._cleanup)
+
+    @classmethod
+    def _cleanup(cls):
+        with cls.registry.cursor() as cr:
+            cr.execute("DELETE FROM ows_machine_session WHERE device_id = %s", (cls.device_id,))
+            cr.execute("DELETE FROM ows_iot_event WHERE device_id = %s", (cls.device_id,))
+            cr.execute("DELETE FROM ows_iot_device WHERE id = %s", (cls.device_id,))
+            cr.execute("DELETE FROM ows_iot_bridge WHERE id = %s", (cls.bridge_id,))
+
+    def _ingest(self, env, event):
+        return env["ows.iot.event"]._ingest(env["ows.iot.bridge"].browse(self.bridge_id), event)
+
+    def _count(self, column, value):
+        with self.registry.cursor() as cr:
+            cr.execute(f"SELECT count(*) FROM {column[0]} WHERE {column[1]} = %s", (value,))
+            return cr.fetchone()[0]
+
+    def _race(self, event_a, event_b):
+        """A inserts and stays uncommitted; B, whose snapshot predates A's commit, stores
+        ``event_b`` in a thread and must block on the unique index until A commits."""
+        results = {}
+        cr_a, cr_b = self.registry.cursor(), self.registry.cursor()
+        try:
+            env_a = api.Environment(cr_a, SUPERUSER_ID, {})
+            env_b = api.Environment(cr_b, SUPERUSER_ID, {})
+            cr_b.execute("SELECT 1")  # B's REPEATABLE READ snapshot is taken now
+            results["a"] = self._ingest(env_a, event_a)
+
+            def run_b():
+                try:
+                    results["b"] = self._ingest(env_b, event_b)
+                except Exception as exc:  # reported by the assertions on results
+                    results["b"] = repr(exc)
+
+            thread = threading.Thread(target=run_b)
+            thread.start()
+            thread.join(1.0)
+            self.assertTrue(thread.is_alive(), f"B should wait for A: {results}")
+            cr_a.commit()
+            thread.join(30)
+            self.assertFalse(thread.is_alive(), "B still blocked after A committed")
+            cr_b.commit()
+        finally:
+            cr_a.close()
+            cr_b.close()
+        return results
+
+    def test_concurrent_same_uid(self):
+        event = make_event(self.device_code, "run_start",
+                           {"session_id": str(uuid.uuid4()), "power_w": 100})
+        results = self._race(event, event)
+        self.assertEqual(results, {"a": ("created", None), "b": ("duplicate", None)})
+        self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 1)
+        self.assertEqual(
+            self._count(("ows_machine_session", "session_id"), event["payload"]["session_id"]), 1
+        )
+
+    def test_sequential_transactions(self):
+        event = make_event(self.device_code)
+        results = []
+        for _attempt in range(2):
+            with self.registry.cursor() as cr:
+                results.append(self._ingest(api.Environment(cr, SUPERUSER_ID, {}), event))
+        self.assertEqual(results, [("created", None), ("duplicate", None)])
+        self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 1)
