@@ -128,6 +128,25 @@ def test_invalid_variable_is_named(overrides: dict[str, str], variable: str) -> 
     assert TOKEN not in message
 
 
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        # float("inf") passes the ">= 0" check and then int() raises OverflowError
+        ({"HEALTH_PORT": "inf"}, "HEALTH_PORT"),
+        ({"HEALTH_PORT": "1e400"}, "HEALTH_PORT"),
+        ({"MQTT_KEEPALIVE": "inf"}, "MQTT_KEEPALIVE"),
+        # ODOO_URL is checked for a netloc, not for a host or a valid port
+        ({"ODOO_URL": "https://:8069", "ODOO_TOKEN": TOKEN}, "ODOO_URL"),
+        ({"ODOO_URL": "http://odoo:port", "ODOO_TOKEN": TOKEN}, "ODOO_URL"),
+        ({"ODOO_URL": "http://odoo:99999", "ODOO_TOKEN": TOKEN}, "ODOO_URL"),
+    ],
+)
+def test_invalid_variable_edge_cases_are_named(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(env(**overrides))
+    assert str(info.value).startswith(variable), str(info.value)
+
+
 def test_mqtt_url_missing_entirely() -> None:
     with pytest.raises(SettingsError, match=r"^MQTT_URL is required"):
         load({"DEVICES_FILE": "/etc/devices.json"})
@@ -259,6 +278,8 @@ BAD_ENVS = [
       "ODOO_TOKEN": TOKEN, "HEALTH_PORT": "99999"}, "HEALTH_PORT"),
     ({"MQTT_URL": "mqtt://broker", "DEVICES_FILE": "/d.json", "LOG_LEVEL": "LOUD",
       "MQTT_PASSWORD": PASSWORD}, "LOG_LEVEL"),
+    ({"MQTT_URL": f"mqtt://u:{PASSWORD}@broker", "DEVICES_FILE": "/d.json",
+      "HEALTH_PORT": "inf"}, "HEALTH_PORT"),
 ]  # fmt: skip
 
 
