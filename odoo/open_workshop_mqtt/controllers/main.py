@@ -111,9 +111,9 @@ class IotApiController(http.Controller):
         if status == DUPLICATE:
             return _json(200, {"status": DUPLICATE, "event_uid": uid})
         if status == UNKNOWN_DEVICE:
-            return _json(
-                404, {"error": UNKNOWN_DEVICE, "device_id": event.get("device_id"), "detail": detail}
-            )
+            return _json(404, {
+                "error": UNKNOWN_DEVICE, "device_id": event.get("device_id"), "detail": detail,
+            })
         return _invalid(detail)
 
     @http.route("/ows/iot/events", methods=["POST"], **ROUTE_OPTIONS)

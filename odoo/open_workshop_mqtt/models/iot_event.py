@@ -1,5 +1,4 @@
 import json
-import logging
 import re
 from datetime import datetime, timezone
 
@@ -7,8 +6,6 @@ import psycopg2
 from psycopg2.extras import Json
 
 from odoo import api, fields, models
-
-_logger = logging.getLogger(__name__)
 
 EVENT_TYPES = [
     ("run_start", "Run start"),

@@ -209,3 +209,30 @@ class TestAccess(IotCase):
         foreign = self.Bridge.create({"name": "Far bridge", "company_id": company2.id})
         self.assertNotIn(foreign, self.Bridge.with_user(self.manager).search([]))
         self.assertIn(self.bridge, self.Bridge.with_user(self.manager).search([]))
+
+
+@tagged("post_install", "-at_install", "open_workshop_mqtt")
+class TestViews(IotCase):
+
+    def test_views_render_for_user(self):
+        user = new_test_user(self.env, "iot_viewer", groups="open_workshop_mqtt.group_iot_user")
+        for model, view_types in (
+            ("ows.iot.device", ["kanban", "list", "form", "search"]),
+            ("ows.machine.session", ["list", "pivot", "graph", "form", "search"]),
+            ("ows.iot.event", ["list", "form", "search"]),
+            ("ows.iot.bridge", ["list", "form", "search"]),
+        ):
+            views = self.env[model].with_user(user).get_views([(False, v) for v in view_types])
+            self.assertEqual(set(views["views"]), set(view_types), model)
+
+    def test_pivot_measures(self):
+        arch = self.Session.get_views([(False, "pivot")])["views"]["pivot"]["arch"]
+        self.assertIn('name="duration_h"', arch)
+        self.assertIn('name="energy_kwh"', arch)
+        self.assertIn('interval="month"', arch)
+
+    def test_menus(self):
+        root = self.env.ref("open_workshop_mqtt.menu_workshop_iot_root")
+        self.assertEqual(root.name, "Workshop IoT")
+        names = set(self.env["ir.ui.menu"].search([("id", "child_of", root.id)]).mapped("name"))
+        self.assertTrue({"Machines", "Sessions", "Bridges", "Events"} <= names)
