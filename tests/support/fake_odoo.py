@@ -301,7 +301,9 @@ class FakeOdoo:
             return self._config_version
 
     def set_devices(self, devices: list[dict[str, Any]], config_version: str | None = None) -> None:
-        """Replace the devices; ``config_version=None`` bumps the version."""
+        """Replace the bridge's devices. A device with ``"active": False`` is archived, as in
+        Odoo: no longer served in the config, still known for events (its last run_stop).
+        ``config_version=None`` bumps the version."""
         with self._lock:
             self._devices = copy.deepcopy(devices)
             self._config_version = (
@@ -382,7 +384,7 @@ class FakeOdoo:
             with self._lock:
                 config = {
                     "config_version": self._config_version,
-                    "devices": copy.deepcopy(self._devices),
+                    "devices": [copy.deepcopy(d) for d in self._devices if d.get("active", True)],
                 }
             return _Answer(200, config), []
         if path not in (EVENT_PATH, EVENTS_PATH):

@@ -169,8 +169,12 @@ class IotEvent(models.Model):
     def _find_device(self, bridge, device_id, cache=None):
         if cache is not None and device_id in cache:
             return cache[device_id]
-        device = self.env["ows.iot.device"].search(
-            [("device_id", "=", device_id), ("bridge_id", "=", bridge.id)], limit=1
+        # archived devices are still this bridge's: the run_stop that closes the session
+        # of a device removed from the config (reason device_removed) must land
+        device = (
+            self.env["ows.iot.device"]
+            .with_context(active_test=False)
+            .search([("device_id", "=", device_id), ("bridge_id", "=", bridge.id)], limit=1)
         )
         if cache is not None:
             cache[device_id] = device

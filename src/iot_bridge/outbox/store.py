@@ -11,6 +11,7 @@ async and nothing here knows about MQTT or HTTP.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+MIN_FREE_BYTES = 1 << 20
 MEASUREMENT_CAP = 1000
 """The original's bound: at most this many queued ``power_measurement`` events, oldest dropped.
 ``run_start`` / ``run_stop`` are never dropped."""
@@ -195,7 +197,14 @@ class Store:
         return {device_id: orjson.loads(state) for device_id, state in rows}
 
     def probe_writable(self) -> None:
-        """Raise :class:`StoreError` unless a small write commits (disk-full recovery check)."""
+        """Raise :class:`StoreError` unless the disk has room and a small write commits.
+
+        The free-space check matters: a write can succeed inside WAL pages SQLite already owns
+        while the file system is still full."""
+        stat = os.statvfs(self.path.parent)
+        free = stat.f_bavail * stat.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise StoreError(f"only {free} bytes free on the store's file system")
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('probe', ?) ON CONFLICT (key)"
