@@ -7,6 +7,7 @@ value stops the start with one message naming the variable (exit code 2 in the C
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -78,8 +79,8 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:
-        raise SettingsError(f"{name} must be >= {minimum:g}, got {raw!r}")
+    if not math.isfinite(value) or not value >= minimum:
+        raise SettingsError(f"{name} must be a finite number >= {minimum:g}, got {raw!r}")
     return value
 
 
@@ -109,6 +110,8 @@ def _parse_mqtt_url(raw: str) -> tuple[str, int, bool, str | None, str | None]:
         raise SettingsError(f"MQTT_URL must start with mqtt:// or mqtts://, got {url.scheme!r}")
     if not url.hostname:
         raise SettingsError("MQTT_URL needs a host, e.g. mqtt://mosquitto:1883")
+    if port == 0:
+        raise SettingsError("MQTT_URL port must be 1..65535, got 0")
     tls = url.scheme in ("mqtts", "ssl")
     user = unquote(url.username) if url.username else None
     password = unquote(url.password) if url.password else None
@@ -125,9 +128,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     odoo_url = _get(env, "ODOO_URL")
     token = _get(env, "ODOO_TOKEN")
     if odoo_url is not None:
-        parts = urlsplit(odoo_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SettingsError(f"ODOO_URL must be an http(s) URL, got {odoo_url!r}")
+        try:
+            parts = urlsplit(odoo_url)
+            _ = parts.port  # raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise SettingsError(f"ODOO_URL is not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"ODOO_URL must be an http(s) URL with a host, got {odoo_url!r}")
         if token is None:
             raise SettingsError("ODOO_TOKEN is required when ODOO_URL is set")
     devices_file = _get(env, "DEVICES_FILE")

@@ -21,6 +21,7 @@ import orjson
 DONE = frozenset({"created", "duplicate"})
 DEAD = frozenset({"invalid_event", "unknown_device"})
 RETRYABLE_4XX = frozenset({408, 425, 429})
+BATCH_STATUS_AS_HTTP = {"created": 201, "duplicate": 200, "invalid_event": 400, "unknown_device": 404}
 BATCH_LIMIT = 500
 
 
@@ -114,7 +115,8 @@ class OdooClient:
             if status not in DONE | DEAD:
                 raise OdooUnavailable(f"batch result for {uid} has unknown status {status!r}")
             detail = item.get("detail")
-            results.append(Result(uid, str(status), None if detail is None else str(detail), 200))
+            http = BATCH_STATUS_AS_HTTP.get(str(status), 200)  # as the single POST would answer
+            results.append(Result(uid, str(status), None if detail is None else str(detail), http))
         return results
 
     @staticmethod

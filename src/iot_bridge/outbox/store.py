@@ -252,7 +252,9 @@ class Store:
         return [DeadLetter(*row) for row in rows]
 
     def replay_dead_letters(self, uids: Sequence[str] | None = None) -> int:
-        """Queue dead letters again (all, or the given uids); returns how many."""
+        """Queue dead letters again (all with ``None``, else the given uids); returns how many."""
+        if uids is not None and not uids:
+            return 0
         where, args = "", tuple[str, ...]()
         if uids:
             where = f" WHERE event_uid IN ({','.join('?' * len(uids))})"
