@@ -6,6 +6,7 @@ callers can stop, kill, pause and restart it without touching anyone else's brok
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -61,6 +62,9 @@ class Mosquitto:
     def _write_config(self) -> Path:
         conf = self.workdir / "mosquitto.conf"
         lines = [
+            # run as ourselves: as root mosquitto would drop to the "mosquitto" user, which
+            # cannot write the persistence file in our private directory
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
             f"persistence {'true' if self.persistence else 'false'}",

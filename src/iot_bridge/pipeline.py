@@ -39,11 +39,22 @@ class ConfigChange:
 
 
 class _Device:
-    __slots__ = ("config", "detector", "live", "parse", "parser_type", "scheduled")
+    __slots__ = (
+        "config",
+        "detector",
+        "device_id",
+        "live",
+        "options",
+        "parse",
+        "parser_type",
+        "scheduled",
+    )
 
     def __init__(self, config: DeviceConfig, detector: SessionDetector) -> None:
         self.config = config
         self.detector = detector
+        self.device_id = config.device_id
+        self.options = config.parser
         self.parse = PARSERS[config.parser_type].parse
         self.parser_type = config.parser_type
         self.scheduled: float | None = None  # the deadline this device has in the heap
@@ -130,40 +141,42 @@ class Pipeline:
     # -- inputs -------------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes, now: float) -> tuple[Event, ...]:
-        """One MQTT message. Bad payloads are counted and skipped, never raised."""
-        self.stats.messages += 1
+        """One MQTT message. Bad payloads are counted and skipped, never raised.
+
+        This is the hot path (every message of every device): keep it flat."""
+        stats = self.stats
+        stats.messages += 1
         targets = self._router.match(topic)
         if not targets:
-            self.stats.unrouted += 1
+            stats.unrouted += 1
             return _NO_EVENTS
         events = _NO_EVENTS
         for device in targets:
             try:
-                reading = device.parse(topic, payload, device.config.parser)
+                reading = device.parse(topic, payload, device.options)
             except ParseError as exc:
-                self.stats.parse_errors[device.parser_type] += 1
-                self.stats.last_error[device.config.device_id] = f"{topic}: {exc}"
+                stats.parse_errors[device.parser_type] += 1
+                stats.last_error[device.device_id] = f"{topic}: {exc}"
                 continue
-            more = self._apply_reading(device, topic, reading, now)
-            self._schedule(device)
+            det = device.detector
+            self.dirty.add(device.device_id)
+            state = det.state
+            if reading is None:
+                # a well-formed frame of another component: still a sign of life
+                stats.not_readings += 1
+                more = det.handle_reading(now, None, None)
+            elif reading.online is False:
+                more = det.handle_offline(now)
+            else:
+                more = det.handle_reading(now, reading.power_w, reading.energy_wh)
+                if self.forward_measurements and reading.power_w is not None:
+                    more = (*more, self._measurement(device.device_id, topic, reading, now))
+            if det.state is not state or device.scheduled is None:
+                # deadlines only move earlier on a transition; a later timeout is found
+                # stale when popped (see _schedule)
+                self._schedule(device)
             if more:
                 events = (*events, *more)
-        return events
-
-    def _apply_reading(
-        self, device: _Device, topic: str, reading: Reading | None, now: float
-    ) -> tuple[Event, ...]:
-        det = device.detector
-        self.dirty.add(det.device_id)
-        if reading is None:
-            # a well-formed frame of another component: still a sign of life from the device
-            self.stats.not_readings += 1
-            return det.handle_reading(now, None, None)
-        if reading.online is False:
-            return det.handle_offline(now)
-        events = det.handle_reading(now, reading.power_w, reading.energy_wh)
-        if self.forward_measurements and reading.power_w is not None:
-            events = (*events, self._measurement(det.device_id, topic, reading, now))
         return events
 
     @staticmethod

@@ -61,8 +61,14 @@ class TestIngest(IotCase):
         self.assertEqual(self.ingest(event)[0], "unknown_device")
         self.assertEqual(self.ingest(event, self.other_bridge)[0], "created")
         self.assertEqual(self.ingest(make_event("ghost"))[0], "unknown_device")
+        # an archived device is still this bridge's: the run_stop that closes the session of
+        # a device removed from the config must land (reason device_removed)
         self.device.active = False
-        self.assertEqual(self.ingest(make_event(self.device.device_id))[0], "unknown_device")
+        self.assertEqual(self.ingest(make_event(self.device.device_id))[0], "created")
+        self.assertNotIn(
+            self.device.device_id,
+            [d["device_id"] for d in self.bridge._config_payload()["devices"]],
+        )
 
     def test_session_start_then_stop(self):
         sid = str(uuid.uuid4())

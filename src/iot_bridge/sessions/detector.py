@@ -164,7 +164,7 @@ class SessionDetector:
     ) -> tuple[Event, ...]:
         """A message from the device at ``now``; ``power_w=None`` is a sign of life only."""
         b = self._b
-        events = self.advance(now)
+        events = self.advance(now) if b.state is not State.IDLE else _NO_EVENTS  # IDLE: no timers
         b.last_seen = now
         if not b.paused:
             b.timeout_base = now
