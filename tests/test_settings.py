@@ -357,3 +357,25 @@ def test_check_config_missing_devices_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"DEVICES_FILE {missing}" in proc.stderr
+
+
+def test_check_config_against_odoo_only_looks(tmp_path: Path) -> None:
+    """check-config fetches the config but writes nothing: no cache, and never over a device
+    file (a regression: it once cached to os.devnull and, as root, replaced /dev/null)."""
+    import stat
+
+    from tests.support.fake_odoo import FakeOdoo
+
+    device = json.loads(sample_path("shaper_origin_device.json").read_text())
+    with FakeOdoo(token=TOKEN, devices=[device]) as odoo:
+        proc = run_cli(
+            ["check-config"],
+            {"MQTT_URL": "mqtt://broker", "ODOO_URL": odoo.url, "ODOO_TOKEN": TOKEN,
+             "DATA_DIR": str(tmp_path / "data")},
+            tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Devices: 1 usable, 0 rejected" in proc.stdout
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)

@@ -128,9 +128,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         client = None
         if settings.odoo_url and settings.odoo_token:
             client = OdooClient(settings.odoo_url, settings.odoo_token, settings.odoo_timeout)
-        source = ConfigSource(
-            client=client, devices_file=settings.devices_file, cache_path=Path(os.devnull)
-        )
+        source = ConfigSource(client=client, devices_file=settings.devices_file, cache_path=None)
         try:
             return await source.fetch()
         finally:

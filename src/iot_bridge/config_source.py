@@ -22,8 +22,9 @@ class ConfigUnavailable(Exception):
 
 class ConfigSource:
     def __init__(
-        self, *, client: OdooClient | None, devices_file: Path | None, cache_path: Path
+        self, *, client: OdooClient | None, devices_file: Path | None, cache_path: Path | None
     ) -> None:
+        """``cache_path=None``: never write a cache (``check-config`` only looks)."""
         self.client = client
         self.devices_file = devices_file
         self.cache_path = cache_path
@@ -40,7 +41,8 @@ class ConfigSource:
             except (OdooError, ConfigError) as exc:
                 raise ConfigUnavailable(f"config from Odoo: {exc}") from None
             try:
-                await asyncio.to_thread(_write_atomically, self.cache_path, orjson.dumps(doc))
+                if self.cache_path is not None:
+                    await asyncio.to_thread(_write_atomically, self.cache_path, orjson.dumps(doc))
             except OSError as exc:  # a full disk must not stop a good config from applying
                 log.warning("cannot cache the config in %s: %s", self.cache_path, exc)
             return devices
@@ -49,7 +51,7 @@ class ConfigSource:
 
     def load_cached(self) -> DeviceSet | None:
         """The last good Odoo config, so the bridge detects sessions while Odoo is down."""
-        if self.client is None or not self.cache_path.exists():
+        if self.client is None or self.cache_path is None or not self.cache_path.exists():
             return None
         try:
             return device_set_from_json(orjson.loads(self.cache_path.read_bytes()))

@@ -27,6 +27,9 @@ from iot_bridge.pipeline import Pipeline
 
 log = logging.getLogger("iot_bridge.ingest")
 
+COMMIT_WINDOW_S = 0.01  # gather this long before a commit when traffic is light
+GROUP_MIN = 500  # ... unless this many messages are already waiting
+
 
 class Ingest:
     def __init__(
@@ -40,6 +43,7 @@ class Ingest:
         on_store_failed: Callable[[str], None] = lambda reason: None,
         on_store_recovered: Callable[[], None] = lambda: None,
         probe_interval: float = 2.0,
+        commit_window: float = COMMIT_WINDOW_S,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -49,6 +53,8 @@ class Ingest:
         self._on_store_failed = on_store_failed
         self._on_store_recovered = on_store_recovered
         self._probe_interval = probe_interval
+        self.commit_window = commit_window
+        self._pending = 0  # messages gathered for the next commit
         self._events: list[Event] = []
         self._acks: dict[Connection, list[int]] = {}
         self._wake = asyncio.Event()
@@ -79,6 +85,7 @@ class Ingest:
             if msg.packet_id is not None:
                 acks.append(msg.packet_id)
         self.last_message_at = now
+        self._pending += len(publishes)
         self._idle.clear()
         self._wake.set()
         deadline = self.pipeline.next_deadline()
@@ -97,6 +104,11 @@ class Ingest:
     async def run_commits(self) -> None:
         while True:
             await self._wake.wait()
+            if self.commit_window and len(self._events) + self._pending < GROUP_MIN:
+                # a few milliseconds' worth of messages per fsync: at a trickle this turns a
+                # commit per message into one per window; under load the commit itself is the
+                # window, since messages gather while the previous group is being written
+                await asyncio.sleep(self.commit_window)
             self._wake.clear()
             await self.flush()
 
@@ -106,6 +118,7 @@ class Ingest:
             return False
         events, self._events = self._events, []
         acks, self._acks = self._acks, {}
+        self._pending = 0
         states = self.pipeline.take_dirty_states()
         if not events and not states and not acks:
             self._idle.set()
