@@ -12,6 +12,7 @@ the disk until it takes writes again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +28,10 @@ from iot_bridge.pipeline import Pipeline
 
 log = logging.getLogger("iot_bridge.ingest")
 
-COMMIT_WINDOW_S = 0.01  # gather this long before a commit when traffic is light
-GROUP_MIN = 500  # ... unless this many messages are already waiting
+COMMIT_WINDOW_S = 0.025  # gather this long before a commit when traffic is light ...
+EARLY_ACKS = 16  # ... unless this many QoS 1 messages wait for their PUBACK: mosquitto sends
+# at most max_inflight_messages (default 20) unacknowledged ones, then waits for us
+INLINE_COMMIT_MAX = 200  # smaller groups commit on the event loop, larger ones on the db thread
 
 
 class Ingest:
@@ -54,7 +57,9 @@ class Ingest:
         self._on_store_recovered = on_store_recovered
         self._probe_interval = probe_interval
         self.commit_window = commit_window
-        self._pending = 0  # messages gathered for the next commit
+        self._unacked = 0  # QoS 1 messages gathered for the next commit
+        self._gathered = 0  # all messages gathered for the next commit
+        self._group_full = asyncio.Event()
         self._events: list[Event] = []
         self._acks: dict[Connection, list[int]] = {}
         self._wake = asyncio.Event()
@@ -85,7 +90,10 @@ class Ingest:
             if msg.packet_id is not None:
                 acks.append(msg.packet_id)
         self.last_message_at = now
-        self._pending += len(publishes)
+        self._gathered += len(publishes)
+        self._unacked = len(acks)
+        if self._unacked >= EARLY_ACKS:
+            self._group_full.set()
         self._idle.clear()
         self._wake.set()
         deadline = self.pipeline.next_deadline()
@@ -104,12 +112,14 @@ class Ingest:
     async def run_commits(self) -> None:
         while True:
             await self._wake.wait()
-            if self.commit_window and len(self._events) + self._pending < GROUP_MIN:
+            if self.commit_window and self._unacked < EARLY_ACKS:
                 # a few milliseconds' worth of messages per fsync: at a trickle this turns a
                 # commit per message into one per window; under load the commit itself is the
                 # window, since messages gather while the previous group is being written
-                await asyncio.sleep(self.commit_window)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._group_full.wait(), self.commit_window)
             self._wake.clear()
+            self._group_full.clear()
             await self.flush()
 
     async def flush(self) -> bool:
@@ -118,13 +128,20 @@ class Ingest:
             return False
         events, self._events = self._events, []
         acks, self._acks = self._acks, {}
-        self._pending = 0
+        gathered, self._gathered = self._gathered, 0
+        self._unacked = 0
         states = self.pipeline.take_dirty_states()
         if not events and not states and not acks:
             self._idle.set()
             return True
         try:
-            await self.db.call(self.store.commit, events, states)
+            if gathered + len(events) < INLINE_COMMIT_MAX:
+                # a small group: commit right here. Handing it to the database thread costs
+                # more CPU (futures, wake-ups, GIL hand-offs) than the fsync itself
+                self.store.commit(events, states)
+            else:
+                # a big group: the thread lets the next group form while this one syncs
+                await self.db.call(self.store.commit, events, states)
         except StoreError as exc:
             await self._failed(str(exc))
             return False
