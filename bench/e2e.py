@@ -62,7 +62,7 @@ def device_entries(n: int) -> list[dict[str, Any]]:
                 "stop_debounce_s": 2,
                 "message_timeout_s": 60,
             },
-        }  # fmt: skip
+        }
         for i in range(n)
     ]
 
@@ -295,97 +295,125 @@ def fmt_ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x of baseline" if base else "n/a"
 
 
+@dataclass
+class Rig:
+    tmp: Path
+    broker: Mosquitto
+    odoo: FakeOdoo
+    step_s: float
+    results: dict[str, Any]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="shorter steps (a smoke run)")
     ap.add_argument("--parts", default="qos0,qos1,realistic,backlog,rss10k",
                     help="comma-separated subset, for tuning one figure")  # fmt: skip
     args = ap.parse_args()
-    parts = set(args.parts.split(","))
-    step_s = 1.0 if args.quick else 3.0
-    rates0 = [25_000, 50_000, 75_000, 100_000, 125_000, 150_000, 175_000, 200_000, 250_000]
-    rates1 = [10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000]
-    results: dict[str, Any] = {}
+    parts = args.parts.split(",")
+    rates = {
+        0: [25_000, 50_000, 100_000, 150_000, 200_000, 250_000, 300_000, 350_000],
+        1: [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 160_000],
+    }
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp_name:
         tmp = Path(tmp_name)
         broker = Mosquitto(tmp / "broker", persistence=False, max_queued=10_000_000,
                            extra="max_queued_bytes 0\nmax_inflight_bytes 0")  # fmt: skip
         broker.start()
         odoo = FakeOdoo(token="bench-token", devices=device_entries(1000)).start()
+        rig = Rig(tmp, broker, odoo, 1.0 if args.quick else 3.0, {})
         try:
-            run_all(tmp, broker, odoo, step_s, rates0, rates1, results, parts)
+            for part in parts:
+                if part in ("qos0", "qos1"):
+                    qos = int(part[-1])
+                    throughput(rig, qos, rates[qos])
+                else:
+                    {"realistic": realistic, "backlog": backlog, "rss10k": rss_10k_devices}[part](
+                        rig
+                    )
         finally:
             odoo.stop()
             broker.kill()
     print()
-    print(json.dumps(results, indent=2))
+    print(json.dumps(rig.results, indent=2))
 
 
-def run_all(tmp: Path, broker: Mosquitto, odoo: FakeOdoo, step_s: float, rates0: list[int],
-            rates1: list[int], results: dict[str, Any], parts: set[str]) -> None:  # fmt: skip
-    devices = 1000
-    for qos, rates in ((0, rates0), (1, rates1)):
-        if f"qos{qos}" not in parts:
-            continue
-        print(f"QoS {qos}, {devices} devices, {step_s:.0f} s steps", flush=True)
-        print("  baseline (bare subscriber: receive + decode + ack)", flush=True)
-        bare = start_bare(broker.port, qos, devices)
-        load = Load(broker.port, devices, qos)
-        b_rate, b_cpu = sustained(load, bare, rates, step_s)
-        bare.stop()
-        load.close()
-        print("  bridge (parse + detect + durable commit + ack + delivery)", flush=True)
-        bridge = Bridge(tmp, broker, odoo, f"q{qos}").start()
-        load = Load(broker.port, devices, qos)
-        r_rate, r_cpu = sustained(load, bridge.receiver(), rates, step_s)
-        load.close()
-        bridge.stop()
-        results[f"qos{qos}"] = {"bridge_msg_s": r_rate, "baseline_msg_s": b_rate,
-                                "bridge_cpu_us_per_msg": round(r_cpu, 2),
-                                "baseline_cpu_us_per_msg": round(b_cpu, 2)}  # fmt: skip
-        print(f"  => QoS {qos}: bridge {r_rate} msg/s ({fmt_ratio(r_rate, b_rate)}), "
-              f"baseline {b_rate} msg/s; CPU {r_cpu:.1f} vs {b_cpu:.1f} µs/msg", flush=True)  # fmt: skip
-
-    if "realistic" in parts:
-        realistic(tmp, broker, odoo, results)
-    if "backlog" in parts:
-        backlog(tmp, broker, odoo, results)
-    if "rss10k" in parts:
-        rss_10k_devices(tmp, broker, odoo, results)
+def throughput(rig: Rig, qos: int, rates: list[int], devices: int = 1000) -> None:
+    port = rig.broker.port
+    print(f"QoS {qos}, {devices} devices, {rig.step_s:.0f} s steps", flush=True)
+    print("  baseline (bare subscriber: receive + decode + ack)", flush=True)
+    bare = start_bare(port, qos, devices)
+    load = Load(port, devices, qos)
+    b_rate, b_cpu = sustained(load, bare, rates, rig.step_s)
+    bare.stop()
+    load.close()
+    print("  bridge (parse + detect + durable commit + ack + delivery)", flush=True)
+    bridge = Bridge(rig.tmp, rig.broker, rig.odoo, f"q{qos}").start()
+    load = Load(port, devices, qos)
+    r_rate, r_cpu = sustained(load, bridge.receiver(), rates, rig.step_s)
+    load.close()
+    bridge.stop()
+    rig.results[f"qos{qos}"] = {
+        "bridge_msg_s": r_rate,
+        "baseline_msg_s": b_rate,
+        "ratio": round(r_rate / b_rate, 2) if b_rate else None,
+        "bridge_cpu_us_per_msg": round(r_cpu, 2),
+        "baseline_cpu_us_per_msg": round(b_cpu, 2),
+    }
+    print(f"  => QoS {qos}: bridge {r_rate} msg/s ({fmt_ratio(r_rate, b_rate)}), baseline "
+          f"{b_rate} msg/s; CPU {r_cpu:.1f} vs {b_cpu:.1f} us/msg "
+          f"({fmt_ratio(r_cpu, b_cpu)})", flush=True)  # fmt: skip
 
 
-def realistic(tmp: Path, broker: Mosquitto, odoo: FakeOdoo, results: dict[str, Any]) -> None:
-    devices = 1000
-    print("Realistic load: 1000 msg/s over 1000 devices for 20 s", flush=True)
-    bridge = Bridge(tmp, broker, odoo, "real").start()
-    load = Load(broker.port, devices, 1)
-    before = len(odoo.stored_events())
-    cpu0 = cpu_seconds(bridge.proc.pid)  # type: ignore[union-attr]
-    t0 = time.monotonic()
-    load.run(1000, 20.0)
-    share = (cpu_seconds(bridge.proc.pid) - cpu0) / (time.monotonic() - t0)  # type: ignore[union-attr]
+def cpu_share_at(rx: Receiver, load: Load, rate: float, seconds: float) -> float:
+    cpu0, t0 = cpu_seconds(rx.pid), time.monotonic()
+    load.run(rate, seconds)
+    return (cpu_seconds(rx.pid) - cpu0) / (time.monotonic() - t0)
+
+
+def realistic(rig: Rig) -> None:
+    devices, port = 1000, rig.broker.port
+    print("Realistic load: 1000 msg/s over 1000 devices for 20 s (QoS 1)", flush=True)
+    bare = start_bare(port, 1, devices)
+    load = Load(port, devices, 1)
+    b_share = cpu_share_at(bare, load, 1000, 10.0)
+    b_rss = rss_mb(bare.pid)
+    bare.stop()
+    load.close()
+    bridge = Bridge(rig.tmp, rig.broker, rig.odoo, "real").start()
+    assert bridge.proc is not None
+    load = Load(port, devices, 1)
+    before = len(rig.odoo.stored_events())
+    share = cpu_share_at(bridge.receiver(), load, 1000, 20.0)
     time.sleep(3)
-    latencies = event_latencies(odoo, before)
-    rss_1k = rss_mb(bridge.proc.pid)  # type: ignore[union-attr]
+    latencies = event_latencies(rig.odoo, before)
+    rss_1k = rss_mb(bridge.proc.pid)
     load.close()
     bridge.stop()
     p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
     p99 = (statistics.quantiles(latencies, n=100)[98] * 1000
            if len(latencies) >= 2 else float("nan"))  # fmt: skip
-    print(f"  => CPU {share * 100:.1f} % of one core; {len(latencies)} session events, "
-          f"latency decision->sink p50 {p50:.1f} ms, p99 {p99:.1f} ms; RSS {rss_1k:.0f} MB",
-          flush=True)  # fmt: skip
-    results["realistic"] = {"cpu_share": round(share, 4), "events": len(latencies),
-                            "latency_p50_ms": round(p50, 1), "latency_p99_ms": round(p99, 1),
-                            "rss_mb_1k_devices": round(rss_1k, 1)}  # fmt: skip
+    print(f"  => CPU {share * 100:.1f} % of one core (baseline {b_share * 100:.1f} %, "
+          f"{fmt_ratio(share, b_share)}); {len(latencies)} session events, latency "
+          f"decision->sink p50 {p50:.1f} ms, p99 {p99:.1f} ms; RSS {rss_1k:.0f} MB "
+          f"(baseline {b_rss:.0f} MB)", flush=True)  # fmt: skip
+    rig.results["realistic"] = {
+        "cpu_share": round(share, 4),
+        "baseline_cpu_share": round(b_share, 4),
+        "events": len(latencies),
+        "latency_p50_ms": round(p50, 1),
+        "latency_p99_ms": round(p99, 1),
+        "rss_mb_1k_devices": round(rss_1k, 1),
+        "baseline_rss_mb": round(b_rss, 1),
+    }
 
 
-def backlog(tmp: Path, broker: Mosquitto, odoo: FakeOdoo, results: dict[str, Any]) -> None:
-    devices = 1000
+def backlog(rig: Rig) -> None:
+    devices, port = 1000, rig.broker.port
     print("Backlog: 60 s of 1000 msg/s queued while the bridge is down, then drained", flush=True)
-    bridge = Bridge(tmp, broker, odoo, "real").start()
+    bridge = Bridge(rig.tmp, rig.broker, rig.odoo, "real").start()
     bridge.stop()
-    load = Load(broker.port, devices, 1)
+    load = Load(port, devices, 1)
     load.burst(60_000)
     time.sleep(1)
     bridge.start(wait=False)
@@ -400,21 +428,23 @@ def backlog(tmp: Path, broker: Mosquitto, odoo: FakeOdoo, results: dict[str, Any
     load.close()
     drain = (60_000 - first) / (t1 - t0) if took else 0.0
     print(f"  => drained 60000 queued messages at {drain:.0f} msg/s", flush=True)
-    results["backlog_drain_msg_s"] = round(drain)
+    rig.results["backlog_drain_msg_s"] = round(drain)
 
 
-def rss_10k_devices(tmp: Path, broker: Mosquitto, odoo: FakeOdoo, results: dict[str, Any]) -> None:
+def rss_10k_devices(rig: Rig) -> None:
     print("RSS with 10 000 devices", flush=True)
-    odoo.set_devices(device_entries(10_000))
-    bridge = Bridge(tmp, broker, odoo, "10k").start()
-    load = Load(broker.port, 10_000, 1)
+    rig.odoo.set_devices(device_entries(10_000))
+    bridge = Bridge(rig.tmp, rig.broker, rig.odoo, "10k").start()
+    assert bridge.proc is not None
+    load = Load(rig.broker.port, 10_000, 1)
     load.run(20_000, 2.0)  # every device seen, sessions opened
     wait_count(bridge.receiver(), load.sent, 30)
-    rss_10k = rss_mb(bridge.proc.pid)  # type: ignore[union-attr]
+    rss_10k = rss_mb(bridge.proc.pid)
     load.close()
     bridge.stop()
+    rig.odoo.set_devices(device_entries(1000))
     print(f"  => RSS {rss_10k:.0f} MB with 10 000 devices", flush=True)
-    results["rss_mb_10k_devices"] = round(rss_10k, 1)
+    rig.results["rss_mb_10k_devices"] = round(rss_10k, 1)
 
 
 def event_latencies(odoo: FakeOdoo, skip: int) -> list[float]:
