@@ -68,6 +68,7 @@ class Ingest:
         self._idle.set()
         self._armed_for: float | None = None
         self.store_error: str | None = None
+        self.first_message_at: float | None = None
         self.last_message_at: float | None = None
         self.debug = log.isEnabledFor(logging.DEBUG)
 
@@ -89,6 +90,8 @@ class Ingest:
                 events.extend(produced)
             if msg.packet_id is not None:
                 acks.append(msg.packet_id)
+        if self.first_message_at is None:
+            self.first_message_at = now
         self.last_message_at = now
         self._gathered += len(publishes)
         self._unacked = len(acks)

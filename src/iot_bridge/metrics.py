@@ -45,9 +45,9 @@ def render(metrics: Metrics, gauges: dict[str, float], counters: dict[str, float
         lines.append(f"# TYPE iot_bridge_{name} {kind}")
         if isinstance(values, dict):
             for key, value in sorted(values.items()):
-                lines.append(f'iot_bridge_{name}{{{label}="{_escape(key)}"}} {value:g}')
+                lines.append(f'iot_bridge_{name}{{{label}="{_escape(key)}"}} {_num(value)}')
         else:
-            lines.append(f"iot_bridge_{name} {values:g}")
+            lines.append(f"iot_bridge_{name} {_num(values)}")
 
     for name, value in sorted(gauges.items()):
         series(name, "gauge", value)
@@ -66,6 +66,11 @@ def render(metrics: Metrics, gauges: dict[str, float], counters: dict[str, float
     lines.append(f"iot_bridge_odoo_request_seconds_sum {h.total:.6f}")
     lines.append(f"iot_bridge_odoo_request_seconds_count {h.n}")
     return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    """Full precision: ``:g`` would print 1234567 as 1.23457e+06 and round timestamps."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _escape(value: str) -> str:

@@ -279,6 +279,10 @@ class Bridge:
             "devices_configured": float(len(self.config.devices) if self.config else 0),
             "mqtt_connected": float(self.mqtt.connected),
             "store_ok": float(self.ingest.store_error is None),
+            # receive times (Unix s) of this process's first and latest MQTT message: alert on
+            # a silent broker, measure how fast a backlog drained
+            "first_message_timestamp_seconds": self.ingest.first_message_at or 0.0,
+            "last_message_timestamp_seconds": self.ingest.last_message_at or 0.0,
         }
         counters = {
             "messages_total": float(pstats.messages),
