@@ -144,7 +144,7 @@ class Load:
 
 
 def bare_subscriber(
-    port: int, qos: int, devices: int, count: Any, ready: Any, span: Any, persistent: bool
+    port: int, qos: int, devices: int, *, count: Any, ready: Any, span: Any, persistent: bool
 ) -> None:
     """The baseline: our MQTT connection, orjson decode, ack; nothing else."""
 
@@ -202,7 +202,9 @@ def start_bare(port: int, qos: int, devices: int, persistent: bool = False) -> R
     ctx = mp.get_context("fork")
     count, ready, span = ctx.Value("q", 0), ctx.Event(), ctx.Array("d", 2)
     proc = ctx.Process(
-        target=bare_subscriber, args=(port, qos, devices, count, ready, span, persistent)
+        target=bare_subscriber,
+        args=(port, qos, devices),
+        kwargs={"count": count, "ready": ready, "span": span, "persistent": persistent},
     )
     proc.start()
     ready.wait(30)
