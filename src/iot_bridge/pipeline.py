@@ -20,6 +20,7 @@ from iot_bridge.sessions.detector import SessionDetector
 from iot_bridge.topics import TopicRouter
 
 _NO_EVENTS: tuple[Event, ...] = ()
+ROUTE_CACHE_MAX = 200_000
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class Pipeline:
     def __init__(self, *, forward_measurements: bool = False) -> None:
         self._devices: dict[str, _Device] = {}
         self._router: TopicRouter[_Device] = TopicRouter()
+        self._routes: dict[str, list[_Device]] = {}  # topic -> targets, memoised (hot path)
         self.forward_measurements = forward_measurements
         self.stats = Stats()
         self.dirty: set[str] = set()  # devices whose detector state changed since last taken
@@ -127,6 +129,7 @@ class Pipeline:
         for device in self._devices.values():
             self._schedule(device)
         self._router = TopicRouter()
+        self._routes = {}
         for device in self._devices.values():
             for topic_filter in device.config.subscriptions():
                 self._router.add(topic_filter, device)
@@ -146,7 +149,11 @@ class Pipeline:
         This is the hot path (every message of every device): keep it flat."""
         stats = self.stats
         stats.messages += 1
-        targets = self._router.match(topic)
+        targets = self._routes.get(topic)
+        if targets is None:
+            targets = self._router.match(topic)
+            if len(self._routes) < ROUTE_CACHE_MAX:  # bounded: topics may come from wildcards
+                self._routes[topic] = targets
         if not targets:
             stats.unrouted += 1
             return _NO_EVENTS
@@ -160,7 +167,7 @@ class Pipeline:
                 continue
             det = device.detector
             self.dirty.add(device.device_id)
-            state = det.state
+            transitions = det.transitions
             if reading is None:
                 # a well-formed frame of another component: still a sign of life
                 stats.not_readings += 1
@@ -171,7 +178,7 @@ class Pipeline:
                 more = det.handle_reading(now, reading.power_w, reading.energy_wh)
                 if self.forward_measurements and reading.power_w is not None:
                     more = (*more, self._measurement(device.device_id, topic, reading, now))
-            if det.state is not state or device.scheduled is None:
+            if det.transitions != transitions or device.scheduled is None:
                 # deadlines only move earlier on a transition; a later timeout is found
                 # stale when popped (see _schedule)
                 self._schedule(device)
@@ -266,6 +273,7 @@ class Pipeline:
     def _rebind(self, old: _Device, new: _Device) -> None:
         """Point the topic router at a replacement device record."""
         self._router.replace(old, new)
+        self._routes = {}
 
     def take_dirty_states(self) -> dict[str, dict[str, Any] | None]:
         """States changed since the last call (``None`` = device gone), for the store."""

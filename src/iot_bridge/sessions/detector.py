@@ -123,12 +123,13 @@ class _Book:
 class SessionDetector:
     """The state machine of one device. Not thread-safe; one owner calls it."""
 
-    __slots__ = ("_b", "config", "device_id")
+    __slots__ = ("_b", "config", "device_id", "transitions")
 
     def __init__(self, device_id: str, config: SessionConfig) -> None:
         self.device_id = device_id
         self.config = config
         self._b = _Book()
+        self.transitions = 0  # counts applied table rows: a cheap "did anything change?"
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -164,7 +165,17 @@ class SessionDetector:
     ) -> tuple[Event, ...]:
         """A message from the device at ``now``; ``power_w=None`` is a sign of life only."""
         b = self._b
-        events = self.advance(now) if b.state is not State.IDLE else _NO_EVENTS  # IDLE: no timers
+        state = b.state
+        cfg = self.config
+        if state is State.IDLE:
+            events = _NO_EVENTS  # no timers run in IDLE
+        elif state is State.WORKING or state is State.STANDBY:
+            # only the message timeout runs here; checked inline, it is the per-message path
+            base = b.timeout_base
+            due = not b.paused and base is not None and base + cfg.message_timeout_s <= now
+            events = self.advance(now) if due else _NO_EVENTS
+        else:
+            events = self.advance(now)
         b.last_seen = now
         if not b.paused:
             b.timeout_base = now
@@ -174,7 +185,12 @@ class SessionDetector:
         if power_w is None:
             return events
         b.power_w = power_w
-        level = level_of(power_w, self.config)
+        if power_w >= cfg.working_threshold_w:  # level_of(), inlined for the hot path
+            level = Level.WORKING
+        elif power_w >= cfg.standby_threshold_w:
+            level = Level.STANDBY
+        else:
+            level = Level.OFF
         previous, b.level = b.level, level
         state = b.state
         if state is State.IDLE:
@@ -297,6 +313,7 @@ class SessionDetector:
         if entry is None:
             return _NO_EVENTS
         new_state, action = entry
+        self.transitions += 1
         old_state, b.state = b.state, new_state
         if old_state is State.WORKING and new_state is not State.WORKING:
             closes_at_last_message = action in (Action.CLOSE_TIMEOUT, Action.CLOSE_OFFLINE)
