@@ -178,7 +178,7 @@ class Pipeline:
                 more = det.handle_reading(now, reading.power_w, reading.energy_wh)
                 if self.forward_measurements and reading.power_w is not None:
                     more = (*more, self._measurement(device.device_id, topic, reading, now))
-            if det.transitions != transitions or device.scheduled is None:
+            if det.transitions != transitions:
                 # deadlines only move earlier on a transition; a later timeout is found
                 # stale when popped (see _schedule)
                 self._schedule(device)

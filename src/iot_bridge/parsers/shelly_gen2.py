@@ -35,16 +35,11 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any
 
+import msgspec
 import orjson
 
 from iot_bridge.parsers._common import (
     SIGN_OF_LIFE,
-    _new,
-    _set_current,
-    _set_energy,
-    _set_online,
-    _set_power,
-    _set_voltage,
     bool_text,
     dedupe,
     reading,
@@ -62,6 +57,45 @@ _RELAY_STATE_KEYS = frozenset(
 
 _KEYS: dict[int, dict[str, int]] = {}
 _MISSING: Any = object()
+_UNSET = msgspec.UNSET
+
+
+class _AEnergy(msgspec.Struct):
+    total: float | msgspec.UnsetType = msgspec.UNSET
+
+
+class _MeterStatus(msgspec.Struct):
+    """The fields we read of a ``switch:N`` / ``pm1:N`` status object; the rest is skipped."""
+
+    apower: float | msgspec.UnsetType = msgspec.UNSET
+    voltage: float | msgspec.UnsetType = msgspec.UNSET
+    current: float | msgspec.UnsetType = msgspec.UNSET
+    aenergy: _AEnergy | msgspec.UnsetType = msgspec.UNSET
+
+
+_METER_DECODER = msgspec.json.Decoder(_MeterStatus)
+
+
+def _fast_meter(payload: bytes) -> Reading | None:
+    """The common frame, decoded straight into the four fields in C (about twice as fast).
+
+    msgspec rejects what the general path rejects (non-numbers, ``null``, booleans, numbers
+    out of a double's range, malformed JSON); any such frame, and a frame with none of the
+    four fields (sign of life or relay state: that needs the other keys), returns ``None`` so
+    the general path decides it and words the error exactly as it always has.
+    """
+    try:
+        m = _METER_DECODER.decode(payload)
+    except msgspec.MsgspecError:
+        return None
+    ae = m.aenergy
+    energy = None if ae is _UNSET or ae.total is _UNSET else ae.total
+    power = None if m.apower is _UNSET else m.apower
+    voltage = None if m.voltage is _UNSET else m.voltage
+    current = None if m.current is _UNSET else m.current
+    if power is None and energy is None and voltage is None and current is None:
+        return None
+    return reading(power, energy, voltage, current)
 
 
 def _keys(channel: int) -> dict[str, int]:
@@ -130,13 +164,7 @@ def _component(comp: Any, kind: int, name: str) -> Reading | None:
             current = v if type(v) is float else _num(v, name, "current")
     if power is None and energy is None and voltage is None and current is None:
         return None if _RELAY_STATE_KEYS.issuperset(comp) else SIGN_OF_LIFE
-    r: Reading = _new(Reading)  # = reading(...), inlined
-    _set_power(r, power)
-    _set_energy(r, energy)
-    _set_voltage(r, voltage)
-    _set_current(r, current)
-    _set_online(r, None)
-    return r
+    return reading(power, energy, voltage, current)
 
 
 def _from_components(params: dict[str, Any], keys: dict[str, int]) -> Reading | None:
@@ -244,6 +272,10 @@ def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
         if len(routes) < _ROUTE_CACHE_SIZE:
             routes[topic] = route
     action, name, kind, keys = route
+    if action == _STATUS and kind == _METER:
+        fast = _fast_meter(payload)
+        if fast is not None:
+            return fast
     if action <= _EVENTS:  # _STATUS or _EVENTS: a JSON object
         try:
             obj = orjson.loads(payload)

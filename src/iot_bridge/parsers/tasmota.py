@@ -32,6 +32,8 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any
 
+import msgspec
+
 from iot_bridge.parsers._common import (
     OFFLINE,
     ONLINE,
@@ -118,10 +120,47 @@ def _is_tasmota(topic: str) -> bool:
     return topic.startswith(_STARTS) or "/tele/" in topic or "/stat/" in topic or "/cmnd/" in topic
 
 
+class _Energy(msgspec.Struct):
+    Power: float | msgspec.UnsetType = msgspec.UNSET
+    Total: float | msgspec.UnsetType = msgspec.UNSET
+    Voltage: float | msgspec.UnsetType = msgspec.UNSET
+    Current: float | msgspec.UnsetType = msgspec.UNSET
+
+
+class _Sensor(msgspec.Struct):
+    ENERGY: _Energy | msgspec.UnsetType = msgspec.UNSET
+
+
+_SENSOR_DECODER = msgspec.json.Decoder(_Sensor)
+_UNSET = msgspec.UNSET
+
+
+def _fast_sensor(payload: bytes) -> Reading | None:
+    """A SENSOR frame with a scalar ``ENERGY`` block, decoded in C; ``None`` = let ``_energy``
+    decide (arrays, per-phase objects, errors, no ENERGY, an empty ENERGY)."""
+    try:
+        energy = _SENSOR_DECODER.decode(payload).ENERGY
+    except msgspec.MsgspecError:
+        return None
+    if energy is _UNSET:
+        return None
+    e: _Energy = energy
+    power = None if e.Power is _UNSET else e.Power
+    total = None if e.Total is _UNSET else e.Total * 1000.0
+    voltage = None if e.Voltage is _UNSET else e.Voltage
+    current = None if e.Current is _UNSET else e.Current
+    if power is None and total is None and voltage is None and current is None:
+        return None
+    return reading(power, total, voltage, current)
+
+
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise too_big(payload)
     if topic.endswith("/SENSOR") and _is_tasmota(topic):
+        fast = _fast_sensor(payload)
+        if fast is not None:
+            return fast
         return _energy(loads_object(payload, "SENSOR"), options.channel)
     if not _is_tasmota(topic):
         raise ParseError(f"not a Tasmota topic (no tele/stat/cmnd segment): {topic[:120]!r}")

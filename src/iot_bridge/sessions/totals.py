@@ -46,7 +46,10 @@ class Totals:
         self, t: float, held_power_w: float | None, power_w: float | None, energy_wh: float | None
     ) -> None:
         """A message at ``t``: ``held_power_w`` applied since the previous one."""
-        self.extend_to(t, held_power_w)
+        if t > self.t:  # extend_to(), inlined: this runs for every message in a session
+            if held_power_w is not None:
+                self.integral_ws += held_power_w * (t - self.t)
+            self.t = t
         if power_w is not None and (self.max_power_w is None or power_w > self.max_power_w):
             self.max_power_w = power_w
         if energy_wh is not None:
