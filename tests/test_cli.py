@@ -96,3 +96,15 @@ def test_parse_not_a_reading_and_errors() -> None:
     assert proc.stderr.startswith(b"parse error:")
     proc = run_cli("parse", "--parser", "nope", "--topic", "x")
     assert proc.returncode == 2
+
+
+def test_module_without_arguments_runs_the_service() -> None:
+    """``python -m iot_bridge`` is the service, like the original's ``python main.py``."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MQTT_URL", "DEVICES_FILE")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "iot_bridge"], env=env, capture_output=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(b"iot-bridge: configuration error: MQTT_URL is required")
