@@ -347,3 +347,40 @@ def test_kill_9_leaves_a_complete_consistent_store(tmp_path: Path, seed: int) ->
         n = _check_consistent(path, last + 1)
         assert n > total
         total = n
+
+
+def test_two_threads_share_the_store_safely(store: Store) -> None:
+    """Small groups commit on the event loop's thread while delivery works on the db thread:
+    without the store's lock the two transactions collided ("cannot start a transaction
+    within a transaction") and one thread's ROLLBACK could undo the other's rows."""
+    import threading
+
+    errors: list[BaseException] = []
+    written = [f"uid-{i}" for i in range(400)]
+
+    def ingest() -> None:
+        try:
+            for i, uid in enumerate(written):
+                store.commit([run_start(uid)], {"dev-a": {"n": i}})
+        except BaseException as exc:  # collected, asserted below
+            errors.append(exc)
+
+    def deliver() -> None:
+        try:
+            for _ in range(400):
+                rows = store.pending(50)
+                store.delivered([r.seq for r in rows[:10]])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest), threading.Thread(target=deliver)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    delivered = 400 - store.stats().depth
+    assert delivered > 0
+    remaining = {r.event_uid for r in store.pending(1000)}
+    assert remaining <= set(written)
+    assert store.load_states() == {"dev-a": {"n": 399}}

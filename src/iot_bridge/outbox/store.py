@@ -5,20 +5,24 @@ Events are written in the same transaction as the detector state that produced t
 twice under two ids. WAL with ``synchronous=FULL`` survives process crashes and, on storage that
 honours fsync, power loss (``shared/notes/reliability.md`` section 6).
 
-One thread owns the connection (see :class:`iot_bridge.outbox.worker.DbWorker`); nothing here is
-async and nothing here knows about MQTT or HTTP.
+Small groups are committed on the event loop's thread and large ones on the database thread
+(:class:`iot_bridge.outbox.worker.DbWorker`), so every method holds the store's lock: one
+connection, one transaction at a time. Nothing here is async and nothing here knows about MQTT
+or HTTP.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
@@ -62,6 +66,21 @@ MEASUREMENT_CAP = 1000
 ``run_start`` / ``run_stop`` are never dropped."""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a Store method under the store's lock (the connection serves two threads)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class StoreError(Exception):
     """The store cannot be written (disk full, read-only, corrupt); the message says which."""
 
@@ -99,6 +118,7 @@ class Store:
     def __init__(self, path: Path, measurement_cap: int = MEASUREMENT_CAP) -> None:
         self.path = path
         self.measurement_cap = measurement_cap
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -112,6 +132,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
@@ -131,6 +152,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the store {self.path}: {exc}") from None
 
+    @_locked
     def pragmas(self) -> tuple[str, int]:
         """(journal_mode, synchronous) as SQLite reports them; pinned by a test."""
         (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
@@ -139,6 +161,7 @@ class Store:
 
     # -- the ingest transaction ---------------------------------------------------------------
 
+    @_locked
     def commit(
         self,
         events: Sequence[Event],
@@ -192,10 +215,12 @@ class Store:
             (key, by),
         )
 
+    @_locked
     def load_states(self) -> dict[str, dict[str, Any]]:
         rows = self._db.execute("SELECT device_id, state FROM detector_state").fetchall()
         return {device_id: orjson.loads(state) for device_id, state in rows}
 
+    @_locked
     def probe_writable(self) -> None:
         """Raise :class:`StoreError` unless the disk has room and a small write commits.
 
@@ -214,6 +239,7 @@ class Store:
 
     # -- delivery -----------------------------------------------------------------------------
 
+    @_locked
     def pending(self, limit: int) -> list[Pending]:
         rows = self._db.execute(
             "SELECT seq, event_uid, device_id, event_type, body, attempts FROM outbox"
@@ -222,15 +248,18 @@ class Store:
         ).fetchall()
         return [Pending(*row) for row in rows]
 
+    @_locked
     def delivered(self, seqs: Iterable[int]) -> None:
         self._write_many("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
+    @_locked
     def failed(self, seqs: Iterable[int], error: str) -> None:
         self._write_many(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
             [(error, s) for s in seqs],
         )
 
+    @_locked
     def dead_letter(self, items: Iterable[tuple[int, int | None, str]]) -> None:
         """Move rows ``(seq, http status, error)`` to the dead-letter table."""
         now = time.time()
@@ -244,6 +273,7 @@ class Store:
                 )
                 db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
+    @_locked
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._db.execute(
             "SELECT event_uid, device_id, event_type, status, error, failed_at, attempts"
@@ -251,6 +281,7 @@ class Store:
         ).fetchall()
         return [DeadLetter(*row) for row in rows]
 
+    @_locked
     def replay_dead_letters(self, uids: Sequence[str] | None = None) -> int:
         """Queue dead letters again (all with ``None``, else the given uids); returns how many."""
         if uids is not None and not uids:
@@ -269,6 +300,7 @@ class Store:
             db.execute(f"DELETE FROM dead_letters{where}", args)
         return cur.rowcount
 
+    @_locked
     def stats(self) -> QueueStats:
         depth, oldest = self._db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
         (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
@@ -276,6 +308,7 @@ class Store:
         dropped = row.fetchone()
         return QueueStats(depth, oldest, dead, int(dropped[0]) if dropped else 0)
 
+    @_locked
     def all_events(self) -> list[dict[str, Any]]:
         """Every queued event body in order (the demo and tests read the local store)."""
         rows = self._db.execute("SELECT body FROM outbox ORDER BY seq").fetchall()
