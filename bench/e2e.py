@@ -278,7 +278,12 @@ class Bridge:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(20)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                print("  !! the bridge did not stop within 20 s of SIGTERM; killed", flush=True)
+                self.proc.kill()
+                self.proc.wait()
 
 
 # -- measurements --------------------------------------------------------------------------
