@@ -107,6 +107,8 @@ def number(value: object, field: str) -> float:
         raise ParseError(f"{field} is not finite")
     if type(value) is int:
         return float(value)
+    if value is None:
+        raise ParseError(f"{field} is null, expected a number")
     raise ParseError(f"{field} must be a number, got {type(value).__name__}")
 
 

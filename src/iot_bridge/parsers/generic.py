@@ -19,7 +19,6 @@ Topics are not checked: the device's ``mqtt_topic`` is whatever the operator con
 
 from __future__ import annotations
 
-from math import isfinite
 from typing import Any
 
 from iot_bridge.parsers._common import loads, reading, too_big
@@ -31,6 +30,7 @@ from iot_bridge.parsers.base import (
     ParserOptions,
     Reading,
 )
+from iot_bridge.parsers.base import number as _num
 
 _Path = tuple[tuple[str, int | None], ...]
 _PATHS: dict[str, _Path] = {}
@@ -59,19 +59,6 @@ def _at(doc: Any, path: str) -> Any:
         else:
             return _MISSING
     return cur
-
-
-def _num(value: Any, what: str) -> float:
-    t = type(value)
-    if t is float:
-        if isfinite(value):
-            return value  # type: ignore[no-any-return]
-        raise ParseError(f"{what} is not finite")
-    if t is int:
-        return float(value)
-    if value is None:
-        raise ParseError(f"{what} is null, expected a number")
-    raise ParseError(f"{what} must be a number, got {t.__name__}")
 
 
 def _keys_hint(doc: Any) -> str:

@@ -45,6 +45,7 @@ from iot_bridge.parsers._common import (
     too_big,
 )
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import number as _num
 
 _PREFIX = "shellies/"
 _CHANNELS = tuple(str(i) for i in range(64))
@@ -59,17 +60,6 @@ def _text_number(payload: bytes, topic: str) -> float:
     if isfinite(value):
         return value
     raise ParseError(f"{topic}: value is not finite")
-
-
-def _num(value: Any, where: str) -> float:
-    t = type(value)
-    if t is float:
-        if isfinite(value):
-            return value  # type: ignore[no-any-return]
-        raise ParseError(f"{where} is not finite")
-    if t is int:
-        return float(value)
-    raise ParseError(f"{where} must be a number, got {t.__name__}")
 
 
 def _opt(obj: dict[str, Any], key: str, where: str) -> float | None:

@@ -29,7 +29,6 @@ outside the list / dict is a :class:`ParseError` (a misconfigured channel should
 
 from __future__ import annotations
 
-from math import isfinite
 from typing import Any
 
 import msgspec
@@ -44,21 +43,21 @@ from iot_bridge.parsers._common import (
     reading,
     too_big,
 )
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import (
+    MAX_PAYLOAD_BYTES,
+    ParseError,
+    Parser,
+    ParserOptions,
+    Reading,
+    number,
+)
 
 _STARTS = ("tele/", "stat/", "cmnd/")
 _PHASES = tuple(f"Phase{i + 1}" for i in range(16))
 
 
 def _num(value: Any, key: str) -> float:
-    t = type(value)
-    if t is float:
-        if isfinite(value):
-            return value  # type: ignore[no-any-return]
-        raise ParseError(f"ENERGY.{key} is not finite")
-    if t is int:
-        return float(value)
-    raise ParseError(f"ENERGY.{key} must be a number, got {t.__name__}")
+    return number(value, f"ENERGY.{key}")
 
 
 def _field(energy: dict[str, Any], key: str, channel: int) -> float | None:
