@@ -11,13 +11,18 @@ from pathlib import Path
 import orjson
 
 from iot_bridge.devices import ConfigError, DeviceSet, device_set_from_json
-from iot_bridge.odoo.client import OdooClient, OdooError
+from iot_bridge.odoo.client import OdooAuthError, OdooClient, OdooError
 
 log = logging.getLogger("iot_bridge.config")
 
 
 class ConfigUnavailable(Exception):
-    """No device list could be had from the source right now; the message says why."""
+    """No device list could be had from the source right now; the message says why.
+    ``auth`` is set when Odoo refused the token (401)."""
+
+    def __init__(self, message: str, *, auth: bool = False) -> None:
+        super().__init__(message)
+        self.auth = auth
 
 
 class ConfigSource:
@@ -39,7 +44,8 @@ class ConfigSource:
                 doc = await self.client.fetch_config()
                 devices = device_set_from_json(doc)
             except (OdooError, ConfigError) as exc:
-                raise ConfigUnavailable(f"config from Odoo: {exc}") from None
+                auth = isinstance(exc, OdooAuthError)
+                raise ConfigUnavailable(f"config from Odoo: {exc}", auth=auth) from None
             try:
                 if self.cache_path is not None:
                     await asyncio.to_thread(_write_atomically, self.cache_path, orjson.dumps(doc))

@@ -164,7 +164,7 @@ class Bridge:
             )
         except (ConfigUnavailable, TimeoutError) as exc:
             self.config_problem = str(exc) or "config source timed out"
-            self._odoo_answered(False)
+            self._odoo_answered(False, auth=getattr(exc, "auth", False))
             cached = self.config_source.load_cached()
             if cached is None:
                 log.error("No device config yet (%s); retrying", self.config_problem)
@@ -185,7 +185,7 @@ class Bridge:
                 devices = await self.config_source.fetch()
             except ConfigUnavailable as exc:
                 self.config_problem = str(exc)
-                self._odoo_answered(False)
+                self._odoo_answered(False, auth=exc.auth)
                 log.warning("Config refresh failed, keeping the current one: %s", exc)
                 continue
             self.config_problem = None
@@ -193,9 +193,11 @@ class Bridge:
             if self.config is None or devices != self.config:
                 await self._apply(devices)
 
-    def _odoo_answered(self, ok: bool) -> None:
+    def _odoo_answered(self, ok: bool, auth: bool = False) -> None:
+        """The config fetch tells us about Odoo too: reachable, or refusing our token."""
         if self.delivery is not None:
             self.delivery.status.odoo_reachable = ok
+            self.delivery.status.auth_failed = auth
 
     async def _apply(self, devices: DeviceSet) -> None:
         first = self.config is None

@@ -101,6 +101,18 @@ def session(
 TICK = 0.15
 
 
+def working(name: str, ticks: int) -> list[tuple[str, bytes] | None]:
+    """``ticks`` frames of 300 W, one per tick (a rising energy counter)."""
+    return [m for i in range(ticks) for m in (frame(name, 300.0, 200.0 + i), None)]
+
+
+def open_session(broker: Mosquitto, odoo: FakeOdoo, name: str) -> None:
+    """Work long enough to pass the start debounce; returns once Odoo has the run_start."""
+    before = len(events_of(odoo, "run_start"))
+    publish(broker, working(name, 8), gap=TICK)
+    wait_until(lambda: len(events_of(odoo, "run_start")) == before + 1, 10, f"{name} run_start")
+
+
 class BridgeProcess:
     """``python -m iot_bridge run`` with a private DATA_DIR, health port and log file."""
 

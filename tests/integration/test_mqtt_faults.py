@@ -15,18 +15,13 @@ from tests.integration.conftest import (
     assert_sessions_whole,
     events_of,
     frame,
+    open_session,
     publish,
     session,
     wait_until,
+    working,
 )
 from tests.support.fake_odoo import FakeOdoo
-
-
-def working(name: str, ticks: int) -> list[tuple[str, bytes] | None]:
-    out: list[tuple[str, bytes] | None] = []
-    for i in range(ticks):
-        out += [frame(name, 300.0, 200.0 + i), None]
-    return out
 
 
 def off(name: str, ticks: int = 10) -> list[tuple[str, bytes] | None]:
@@ -44,8 +39,7 @@ def test_broker_restart_does_not_end_a_session(
 ) -> None:
     bridge = bridge_factory(broker, odoo).start()
     bridge.connected()
-    publish(broker, working("alpha", 8), gap=TICK)
-    wait_until(lambda: len(events_of(odoo, "run_start")) == 1, 10, "run_start")
+    open_session(broker, odoo, "alpha")
     broker.stop()
     bridge.wait_health(lambda h: not h["mqtt_connected"] and h["http_status"] == 503)
     assert "mqtt_disconnected" in bridge.health()["problems"]  # type: ignore[index]
@@ -146,8 +140,7 @@ def test_sigterm_stops_within_10s_and_loses_nothing(
 ) -> None:
     bridge = bridge_factory(broker, odoo).start()
     bridge.connected()
-    publish(broker, working("alpha", 8), gap=TICK)
-    wait_until(lambda: len(events_of(odoo, "run_start")) == 1, 10, "run_start")
+    open_session(broker, odoo, "alpha")
     code, seconds = bridge.terminate()
     assert code == 0
     assert seconds < 10

@@ -144,3 +144,15 @@ def test_wrong_token_is_reported_and_events_kept(
     assert "rotated-token" not in bridge.log()
     assert "secret-bridge-token" not in bridge.log()
     assert events_of(odoo) == []
+
+
+def test_token_refused_at_start_shows_in_health(
+    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    bridge = bridge_factory(broker, odoo, ODOO_TOKEN="not-the-token").start()
+    bridge.wait_health(lambda h: h["odoo_auth_failed"] and h["http_status"] == 503)
+    health = bridge.health()
+    assert health is not None
+    assert "odoo_auth_failed" in health["problems"]
+    assert any("401" in problem for problem in health["config_errors"])
+    assert "not-the-token" not in bridge.log()

@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     device,
     events_of,
     frame,
+    open_session,
     publish,
     session,
     wait_until,
@@ -91,9 +92,7 @@ def test_config_reload_adds_changes_and_removes_devices(
 ) -> None:
     bridge = bridge_factory(broker, odoo).start()
     bridge.connected()
-    publish(broker, [m for i in range(8) for m in (frame("alpha", 300.0, 10 + i), None)],
-            gap=TICK)  # fmt: skip
-    wait_until(lambda: len(events_of(odoo, "run_start")) == 1, 10, "alpha's run_start")
+    open_session(broker, odoo, "alpha")
     # in Odoo: alpha archived, beta's working threshold raised, delta added
     odoo.set_devices([device("alpha") | {"active": False},
                       device("beta", working_threshold_w=1000), device("gamma"),
@@ -123,9 +122,7 @@ def test_threshold_change_keeps_the_open_session(
 ) -> None:
     bridge = bridge_factory(broker, odoo).start()
     bridge.connected()
-    publish(broker, [m for i in range(8) for m in (frame("gamma", 300.0, 10 + i), None)],
-            gap=TICK)  # fmt: skip
-    wait_until(lambda: len(events_of(odoo, "run_start")) == 1, 10, "run_start")
+    open_session(broker, odoo, "gamma")
     odoo.set_devices([device("alpha"), device("beta"), device("gamma", stop_debounce_s=0.3)])
     bridge.hup()
     bridge.wait_health(lambda h: h["config_version"] == "2")
