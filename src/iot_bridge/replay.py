@@ -93,10 +93,15 @@ def _is_stop(event: Event) -> bool:
     return event.event_type == "run_stop"
 
 
-def write_table(sessions: list[dict[str, Any]], out: IO[str]) -> None:
-    header = ("#", "started_at", "stopped_at", "duration", "working", "standby", "energy_wh",
-              "source", "max_w", "avg_w", "reason")  # fmt: skip
-    rows = [header]
+def write_table(
+    sessions: list[dict[str, Any]], out: IO[str], devices: list[str] | None = None
+) -> None:
+    """Sessions as an aligned table; ``devices`` adds a first column naming each one's device."""
+    header: tuple[str, ...] = ("#", "started_at", "stopped_at", "duration", "working",
+                               "standby", "energy_wh", "source", "max_w", "avg_w", "reason")  # fmt: skip
+    if devices is not None:
+        header = ("device", *header)
+    rows: list[tuple[str, ...]] = [header]
     for i, s in enumerate(sessions, 1):
         energy = "-" if s["energy_wh"] is None else f"{s['energy_wh']:.1f}"
         rows.append(
@@ -114,6 +119,8 @@ def write_table(sessions: list[dict[str, Any]], out: IO[str]) -> None:
                 s["reason"],
             )
         )
+        if devices is not None:
+            rows[-1] = (devices[i - 1], *rows[-1])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
