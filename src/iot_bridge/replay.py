@@ -32,6 +32,10 @@ SESSION_FIELDS = (
 )
 
 
+TABLE_HEADER = ("#", "started_at", "stopped_at", "duration", "working", "standby", "energy_wh",
+                "source", "max_w", "avg_w", "reason")  # fmt: skip
+
+
 class RecordingError(ValueError):
     """A line of the recording that is not ``{"t": number, "topic": str, "payload": str}``."""
 
@@ -97,8 +101,7 @@ def write_table(
     sessions: list[dict[str, Any]], out: IO[str], devices: list[str] | None = None
 ) -> None:
     """Sessions as an aligned table; ``devices`` adds a first column naming each one's device."""
-    header: tuple[str, ...] = ("#", "started_at", "stopped_at", "duration", "working",
-                               "standby", "energy_wh", "source", "max_w", "avg_w", "reason")  # fmt: skip
+    header: tuple[str, ...] = TABLE_HEADER
     if devices is not None:
         header = ("device", *header)
     rows: list[tuple[str, ...]] = [header]
