@@ -181,7 +181,7 @@ class Pipeline:
             if det.transitions != transitions:
                 # deadlines only move earlier on a transition; a later timeout is found
                 # stale when popped (see _schedule)
-                self._schedule(device)
+                self._schedule(device, now)
             if more:
                 events = (*events, *more)
         return events
@@ -197,8 +197,10 @@ class Pipeline:
         uid = event_uid(device_id, "power_measurement", f"{topic}|{format_ts(now)}")
         return Event(uid, now, device_id, "power_measurement", payload)
 
-    def _schedule(self, device: _Device) -> None:
+    def _schedule(self, device: _Device, now: float | None = None) -> None:
         deadline = device.detector.next_deadline()
+        if now is not None and device.scheduled is not None and device.scheduled <= now:
+            device.scheduled = None  # already handled inline by the detector: its entry is stale
         if deadline is not None and (device.scheduled is None or deadline < device.scheduled):
             device.scheduled = deadline
             heapq.heappush(self._heap, (deadline, next(self._tie), device))

@@ -1,0 +1,150 @@
+"""The pure pipeline: topic routing, config changes, deadlines on a heap, rollback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from iot_bridge.devices import DeviceSet, device_set_from_json
+from iot_bridge.events import Event
+from iot_bridge.pipeline import Pipeline
+
+T0 = 1_767_225_600.0
+FAST = {"standby_threshold_w": 20, "working_threshold_w": 100, "start_debounce_s": 1,
+        "stop_debounce_s": 2, "message_timeout_s": 10}  # fmt: skip
+
+
+def devices(*entries: dict[str, Any]) -> DeviceSet:
+    return device_set_from_json({"config_version": "t", "devices": list(entries)})
+
+
+def shelly(name: str, channel: int = 0, **session: float) -> dict[str, Any]:
+    return {
+        "device_id": f"{name}-{channel}",
+        "mqtt_topic": f"{name}/status/switch:{channel}",
+        "parser_type": "shelly_gen2",
+        "parser_config": {"channel": channel},
+        "session_config": {**FAST, **session},
+    }
+
+
+def status(watts: float) -> bytes:
+    return json.dumps({"id": 0, "apower": watts, "voltage": 230.0}).encode()
+
+
+def kinds(events: tuple[Event, ...] | list[Event]) -> list[tuple[str, str]]:
+    return [(e.event_type, e.device_id) for e in events]
+
+
+def start(p: Pipeline, topic: str, t: float = T0) -> list[Event]:
+    out = list(p.handle(topic, status(500), t))
+    out += p.handle(topic, status(500), t + 1.5)
+    return out
+
+
+def test_apply_subscribes_and_unsubscribes() -> None:
+    p = Pipeline()
+    change = p.apply(devices(shelly("saw"), shelly("lathe")), T0)
+    assert change.subscribe == (
+        "lathe/events/rpc", "lathe/online", "lathe/status/switch:0",
+        "saw/events/rpc", "saw/online", "saw/status/switch:0",
+    )  # fmt: skip
+    assert change.unsubscribe == ()
+    assert change.events == ()
+    change = p.apply(devices(shelly("saw")), T0 + 1)
+    assert change.unsubscribe == ("lathe/events/rpc", "lathe/online", "lathe/status/switch:0")
+    assert change.subscribe == ()
+
+
+def test_removed_device_closes_its_session_and_changed_one_keeps_it() -> None:
+    p = Pipeline()
+    p.apply(devices(shelly("saw"), shelly("lathe")), T0)
+    events = start(p, "saw/status/switch:0") + start(p, "lathe/status/switch:0")
+    assert kinds(events) == [("run_start", "saw-0"), ("run_start", "lathe-0")]
+    session = p.detector("lathe-0").session_id
+    change = p.apply(devices(shelly("lathe", stop_debounce_s=30)), T0 + 5)
+    assert kinds(change.events) == [("run_stop", "saw-0")]
+    assert change.events[0].payload["reason"] == "device_removed"
+    assert p.detector("lathe-0").session_id == session
+    assert p.detector("lathe-0").config.stop_debounce_s == 30
+
+
+def test_one_topic_reaches_every_channel_of_a_device() -> None:
+    """Two channels of one Shelly share its online topic: going offline ends both sessions."""
+    p = Pipeline()
+    p.apply(devices(shelly("pro4", 0), shelly("pro4", 1)), T0)
+    events = start(p, "pro4/status/switch:0") + start(p, "pro4/status/switch:1")
+    assert len(events) == 2
+    stops = p.handle("pro4/online", b"false", T0 + 3)
+    assert sorted(kinds(stops)) == [("run_stop", "pro4-0"), ("run_stop", "pro4-1")]
+    assert {e.payload["reason"] for e in stops} == {"offline"}
+
+
+def test_wildcard_topics_are_routed() -> None:
+    p = Pipeline()
+    p.apply(devices({"device_id": "meter", "mqtt_topic": "shop/+/power",
+                     "parser_type": "generic", "session_config": FAST}), T0)  # fmt: skip
+    assert p.subscriptions() == ("shop/+/power",)
+    events = list(p.handle("shop/cnc/power", b"900", T0))
+    events += p.handle("shop/cnc/power", b"900", T0 + 1.5)
+    assert kinds(events) == [("run_start", "meter")]
+    assert p.handle("shop/cnc/voltage", b"230", T0 + 2) == ()
+    assert p.stats.unrouted == 1
+
+
+def test_bad_payloads_are_counted_not_raised() -> None:
+    p = Pipeline()
+    p.apply(devices(shelly("saw")), T0)
+    assert p.handle("saw/status/switch:0", b"{broken", T0) == ()
+    assert p.handle("saw/status/switch:0", b'{"apower": "9"}', T0) == ()
+    assert p.stats.parse_errors["shelly_gen2"] == 2
+    assert "saw/status/switch:0" in p.stats.last_error["saw-0"]
+    assert p.stats.messages == 2
+
+
+def test_silent_device_times_out_on_the_clock() -> None:
+    p = Pipeline()
+    p.apply(devices(shelly("saw")), T0)
+    start(p, "saw/status/switch:0")
+    assert p.next_deadline() == T0 + 1.5 + 10
+    assert p.advance(T0 + 11) == ()
+    (stop,) = p.advance(T0 + 11.5)
+    assert stop.payload["reason"] == "timeout"
+    assert p.next_deadline() is None
+
+
+def test_a_stream_of_readings_does_not_grow_the_deadline_heap() -> None:
+    """Message timeouts move later with every reading; they are not pushed each time."""
+    p = Pipeline()
+    p.apply(devices(shelly("saw")), T0)
+    for i in range(5000):
+        p.handle("saw/status/switch:0", status(500), T0 + i * 0.5)
+    assert len(p._heap) <= 3
+    assert p.next_deadline() is not None
+
+
+def test_restore_rolls_back_to_saved_states_and_closes_orphans() -> None:
+    p = Pipeline()
+    p.apply(devices(shelly("saw")), T0)
+    start(p, "saw/status/switch:0")
+    saved = dict(p.take_dirty_states())  # as committed
+    session = p.detector("saw-0").session_id
+    p.handle("saw/status/switch:0", status(0), T0 + 3)  # computed, then the commit fails
+    orphan_state = dict(saved["saw-0"] or {})
+    events = p.restore({"saw-0": saved["saw-0"] or {}, "gone-0": orphan_state}, T0 + 4)
+    assert kinds(events) == [("run_stop", "gone-0")]
+    assert events[0].payload["reason"] == "device_removed"
+    det = p.detector("saw-0")
+    assert det.session_id == session
+    assert det.session_open  # the OFF reading was rolled back; the broker will redeliver it
+
+
+def test_first_apply_closes_sessions_of_devices_removed_while_down() -> None:
+    first = Pipeline()
+    first.apply(devices(shelly("saw"), shelly("lathe")), T0)
+    start(first, "lathe/status/switch:0")
+    saved = {k: v for k, v in first.take_dirty_states().items() if v is not None}
+    second = Pipeline()
+    change = second.apply(devices(shelly("saw")), T0 + 60, saved)
+    assert kinds(change.events) == [("run_stop", "lathe-0")]
+    assert change.events[0].payload["reason"] == "device_removed"
