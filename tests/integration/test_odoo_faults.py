@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from itertools import pairwise
 
 from iot_bridge.broker import Mosquitto
 from tests.integration.conftest import (
@@ -156,3 +158,27 @@ def test_token_refused_at_start_shows_in_health(
     assert "odoo_auth_failed" in health["problems"]
     assert any("401" in problem for problem in health["config_errors"])
     assert "not-the-token" not in bridge.log()
+
+
+def test_odoo_down_for_a_minute_backs_off_then_delivers_everything_once(
+    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    """Odoo answers 503 for 65 s: retries back off 5, 10, 20, 40 s (each ±20 %), the
+    backlog keeps growing meanwhile, and the first retry after recovery drains it."""
+    bridge = bridge_factory(broker, odoo).start()
+    bridge.connected()
+    odoo.fail_next(10_000, 503)
+    down_from = time.monotonic()
+    publish(broker, session("alpha", "beta"), gap=TICK)
+    bridge.wait_health(lambda h: h["queue_depth"] == 4)
+    time.sleep(max(0.0, 65 - (time.monotonic() - down_from)))
+    publish(broker, session("gamma"), gap=TICK)  # more sessions while Odoo is still down
+    odoo.clear_failures()  # Odoo is back
+    wait_until(lambda: len(odoo.stored_events()) == 6, 60, "the backlog after recovery")
+    assert_sessions_whole(odoo)
+    failed = [r.t for r in odoo.requests() if r.method == "POST" and r.status == 503]
+    gaps = [b - a for a, b in pairwise(failed)]
+    assert gaps[0] >= 4.9  # the original's 5 s first
+    for earlier, later in pairwise(gaps):
+        assert later >= earlier * 1.3  # growing (x2 with +-20 % jitter)
+    assert max(gaps) <= 48.1  # 40 s +20 %, well below the 300 s cap

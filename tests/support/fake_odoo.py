@@ -320,6 +320,11 @@ class FakeOdoo:
         with self._lock:
             self._fail.extend([(status, retry_after)] * n)
 
+    def clear_failures(self) -> None:
+        """Forget the failures still queued by ``fail_next`` (Odoo is back)."""
+        with self._lock:
+            self._fail.clear()
+
     def set_delay(self, seconds: float) -> None:
         """Sleep ``seconds`` before handling every POST (0 = off)."""
         with self._lock:
