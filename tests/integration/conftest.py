@@ -236,6 +236,14 @@ def bridge_factory(tmp_path: Path) -> Iterator[BridgeFactory]:
         proc.stop()
 
 
+@pytest.fixture
+def bridge(broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory) -> BridgeProcess:
+    """The bridge in Odoo mode, connected, its three devices subscribed."""
+    proc = bridge_factory(broker, odoo).start()
+    proc.connected()
+    return proc
+
+
 def events_of(odoo: FakeOdoo, kind: str | None = None) -> list[dict[str, Any]]:
     return [e for e in odoo.stored_events() if kind is None or e["event_type"] == kind]
 

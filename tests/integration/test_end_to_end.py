@@ -11,6 +11,7 @@ from iot_bridge.broker import Mosquitto
 from tests.integration.conftest import (
     ROOT,
     BridgeFactory,
+    BridgeProcess,
     assert_sessions_whole,
     device,
     events_of,
@@ -91,10 +92,8 @@ def test_simulator_scenario_end_to_end(
 
 
 def test_health_has_the_original_fields_and_metrics(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     health = bridge.health()
     assert health is not None
     for key in ("status", "mqtt_connected", "odoo_reachable", "devices_configured",

@@ -12,6 +12,7 @@ from iot_bridge.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,
+    BridgeProcess,
     assert_sessions_whole,
     events_of,
     frame,
@@ -35,10 +36,8 @@ def metric(text: str, name: str) -> float:
 
 
 def test_broker_restart_does_not_end_a_session(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     open_session(broker, odoo, "alpha")
     broker.stop()
     bridge.wait_health(lambda h: not h["mqtt_connected"] and h["http_status"] == 503)
@@ -55,11 +54,9 @@ def test_broker_restart_does_not_end_a_session(
 
 
 def test_messages_published_while_the_bridge_is_down_are_delivered(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
     """Persistent session: the broker queues QoS 1 readings for the stopped bridge (R4)."""
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     code, _ = bridge.terminate()
     assert code == 0
     readings = [frame("beta", 300.0 + i, 100.0 + i) for i in range(40)]
@@ -107,10 +104,8 @@ def test_frozen_broker_is_detected_by_keepalive(
 
 
 def test_kill9_loop_never_loses_or_duplicates_a_session(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     rng = random.Random(42)
     feeder = threading.Thread(
         target=publish, args=(broker, working("alpha", 1) + session("alpha", "beta",
@@ -136,10 +131,8 @@ def test_kill9_loop_never_loses_or_duplicates_a_session(
 
 
 def test_sigterm_stops_within_10s_and_loses_nothing(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     open_session(broker, odoo, "alpha")
     code, seconds = bridge.terminate()
     assert code == 0
@@ -157,10 +150,8 @@ def test_sigterm_stops_within_10s_and_loses_nothing(
 
 
 def test_malformed_flood_on_one_device_while_others_work(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     bad = [b"{not json", b'{"apower": NaN}', b'{"apower": "12"}', b'{"apower": null}',
            b"x" * 100_000, b'{"apower": 1e999}', b"\xff\xfe", b"[]"]  # fmt: skip
     flood = [("alpha/status/pm1:0", bad[i % len(bad)]) for i in range(2000)]

@@ -12,6 +12,7 @@ from iot_bridge.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,
+    BridgeProcess,
     assert_sessions_whole,
     device,
     events_of,
@@ -26,11 +27,7 @@ def post_times(odoo: FakeOdoo) -> list[float]:
     return [r.t for r in odoo.requests() if r.method == "POST"]
 
 
-def test_odoo_down_then_back(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
-) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
+def test_odoo_down_then_back(broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess) -> None:
     odoo.stop()  # connection refused from now on
     publish(broker, session("alpha", "beta"), gap=TICK)
     bridge.wait_health(lambda h: h["queue_depth"] == 4 and h["odoo_reachable"] is False)
@@ -45,10 +42,8 @@ def test_odoo_down_then_back(
 
 
 def test_5xx_then_429_honours_retry_after(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     odoo.fail_next(1, 503)
     odoo.fail_next(1, 429, retry_after=9)
     publish(broker, session("alpha"), gap=TICK)
@@ -81,10 +76,8 @@ def test_timeout_and_lost_response_are_retried_with_the_same_uid(
 
 
 def test_permanent_rejections_become_dead_letters_and_others_flow(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     odoo.reject_device("shellypmminig3-alpha", 400)
     odoo.set_devices([device("alpha"), device("gamma")])  # beta now unknown to Odoo: 404
     publish(broker, session("alpha", "beta", "gamma"), gap=TICK)
@@ -132,10 +125,8 @@ def test_batch_endpoint_missing_falls_back_to_single_posts(
 
 
 def test_wrong_token_is_reported_and_events_kept(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     odoo.set_token("rotated-token")  # the bridge still has the old one
     publish(broker, session("alpha"), gap=TICK)
     bridge.wait_health(lambda h: h["odoo_auth_failed"] and h["http_status"] == 503)
@@ -161,12 +152,10 @@ def test_token_refused_at_start_shows_in_health(
 
 
 def test_odoo_down_for_a_minute_backs_off_then_delivers_everything_once(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
     """Odoo answers 503 for 65 s: retries back off 5, 10, 20, 40 s (each ±20 %), the
     backlog keeps growing meanwhile, and the first retry after recovery drains it."""
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     odoo.fail_next(10_000, 503)
     down_from = time.monotonic()
     publish(broker, session("alpha", "beta"), gap=TICK)

@@ -13,6 +13,7 @@ from iot_bridge.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,
+    BridgeProcess,
     assert_sessions_whole,
     device,
     events_of,
@@ -88,10 +89,8 @@ def test_full_disk_stops_acks_turns_503_and_recovers(
 
 
 def test_config_reload_adds_changes_and_removes_devices(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     open_session(broker, odoo, "alpha")
     # in Odoo: alpha archived, beta's working threshold raised, delta added
     odoo.set_devices([device("alpha") | {"active": False},
@@ -118,10 +117,8 @@ def test_config_reload_adds_changes_and_removes_devices(
 
 
 def test_threshold_change_keeps_the_open_session(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     open_session(broker, odoo, "gamma")
     odoo.set_devices([device("alpha"), device("beta"), device("gamma", stop_debounce_s=0.3)])
     bridge.hup()
@@ -137,10 +134,8 @@ def test_threshold_change_keeps_the_open_session(
 
 
 def test_bridge_starts_from_cached_config_while_odoo_is_down(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo).start()
-    bridge.connected()
     bridge.terminate()
     odoo.stop()
     bridge.start()
