@@ -126,14 +126,3 @@ def test_router_same_target_on_two_matching_filters_listed_once() -> None:
     router.add("a/#", "dev")
     assert router.match("a/b") == ["dev"]
     assert router.match("a/x") == ["dev"]
-
-
-def test_router_replace() -> None:
-    router: TopicRouter[str] = TopicRouter()
-    old, new = "old-device", "new-device"
-    router.add("x/y", old)
-    router.add("x/+", old)
-    router.add("x/#", "other")
-    router.replace(old, new)
-    assert router.match("x/y") == [new, "other"]
-    assert router.match("x/z") == [new, "other"]

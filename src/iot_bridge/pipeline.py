@@ -128,11 +128,7 @@ class Pipeline:
                 self._devices[device_id] = _Device(cfg, current.detector)
         for device in self._devices.values():
             self._schedule(device)
-        self._router = TopicRouter()
-        self._routes = {}
-        for device in self._devices.values():
-            for topic_filter in device.config.subscriptions():
-                self._router.add(topic_filter, device)
+        self._route_all()
         after = set(self._router.filters())
         return ConfigChange(
             tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
@@ -262,8 +258,8 @@ class Pipeline:
                 else SessionDetector(device_id, cfg.session)
             )
             self._devices[device_id] = fresh = _Device(cfg, det)
-            self._rebind(device, fresh)
             self._schedule(fresh)
+        self._route_all()
         events: list[Event] = []
         for device_id, state in saved.items():
             if device_id not in self._devices:
@@ -272,10 +268,13 @@ class Pipeline:
                 self.dirty.add(device_id)
         return tuple(events)
 
-    def _rebind(self, old: _Device, new: _Device) -> None:
-        """Point the topic router at a replacement device record."""
-        self._router.replace(old, new)
+    def _route_all(self) -> None:
+        """Route every configured device's topic filters (a new router, an empty memo)."""
+        self._router = TopicRouter()
         self._routes = {}
+        for device in self._devices.values():
+            for topic_filter in device.config.subscriptions():
+                self._router.add(topic_filter, device)
 
     def take_dirty_states(self) -> dict[str, dict[str, Any] | None]:
         """States changed since the last call (``None`` = device gone), for the store."""

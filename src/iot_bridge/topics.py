@@ -54,11 +54,6 @@ class TopicRouter(Generic[T]):
         else:
             self._exact.setdefault(topic_filter, []).append(target)
 
-    def replace(self, old: T, new: T) -> None:
-        for targets in self._exact.values():
-            targets[:] = [new if t is old else t for t in targets]
-        self._wild = [(f, new if t is old else t) for f, t in self._wild]
-
     def filters(self) -> set[str]:
         return set(self._exact) | {f for f, _ in self._wild}
 
