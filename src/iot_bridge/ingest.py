@@ -83,9 +83,10 @@ class Ingest:
         if acks is None:
             acks = self._acks[conn] = []
         for msg in publishes:
-            if self.debug:
-                log.debug("Message received: topic=%s, payload=%r", msg.topic, msg.payload[:200])
             produced = handle(msg.topic, msg.payload, now)
+            if self.debug:  # the original's DEBUG line
+                power = self.pipeline.last_power(msg.topic)
+                log.debug("Message received: topic=%s, power=%sW", msg.topic, power)
             if produced:
                 events.extend(produced)
             if msg.packet_id is not None:

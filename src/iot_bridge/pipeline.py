@@ -134,6 +134,11 @@ class Pipeline:
             tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
         )
 
+    def last_power(self, topic: str) -> float | None:
+        """The last known power of the (first) device behind ``topic``; for the debug log."""
+        targets = self._routes.get(topic) or self._router.match(topic)
+        return targets[0].detector.power_w if targets else None
+
     def subscriptions(self) -> tuple[str, ...]:
         return tuple(sorted(self._router.filters()))
 

@@ -15,6 +15,8 @@ from tests.integration.conftest import (
     assert_sessions_whole,
     device,
     events_of,
+    frame,
+    publish,
     wait_until,
 )
 from tests.support.fake_odoo import FakeOdoo
@@ -112,3 +114,13 @@ def test_health_has_the_original_fields_and_metrics(
     assert "[INFO] MQTT connected, subscribing to topics..." in log
     assert "[INFO] Config loaded: 3 devices" in log
     assert odoo.token not in log  # secrets never in logs
+
+
+def test_debug_log_names_topic_and_power(
+    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    bridge = bridge_factory(broker, odoo, LOG_LEVEL="DEBUG").start()
+    bridge.connected()
+    publish(broker, [frame("alpha", 120.5)])
+    wait_until(lambda: "Message received" in bridge.log(), 10, "the DEBUG line")
+    assert "[DEBUG] Message received: topic=alpha/status/pm1:0, power=120.5W" in bridge.log()

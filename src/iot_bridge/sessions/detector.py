@@ -142,6 +142,11 @@ class SessionDetector:
         return self._b.session_id
 
     @property
+    def power_w(self) -> float | None:
+        """The last known power (a frame without power keeps it)."""
+        return self._b.power_w
+
+    @property
     def session_open(self) -> bool:
         return self._b.state in OPEN_STATES
 
