@@ -243,13 +243,9 @@ class FixedAnswerServer:
         self.sock.close()
 
 
-def test_429_with_retry_after_http_date() -> None:
-    when = formatdate(time.time() + 30, usegmt=True)
-    server = FixedAnswerServer(
-        "429 Too Many Requests",
-        {"Retry-After": when, "Content-Type": "application/json"},
-        b'{"error": "too_many_requests"}',
-    )
+def unavailable_from(status: str, headers: dict[str, str], body: bytes) -> OdooUnavailable:
+    """POST one event to a server that always gives this answer; the error the client raises."""
+    server = FixedAnswerServer(status, headers, body)
     try:
         ev = start_event(DEV_A, T0)
 
@@ -260,29 +256,29 @@ def test_429_with_retry_after_http_date() -> None:
 
         exc = with_client(server.url, go)
         assert server.seen == 1
-        assert exc.retry_after is not None
-        assert 27.0 <= exc.retry_after <= 30.0  # an HTTP date has whole seconds
+        return exc
     finally:
         server.close()
 
 
+def test_429_with_retry_after_http_date() -> None:
+    when = formatdate(time.time() + 30, usegmt=True)
+    exc = unavailable_from(
+        "429 Too Many Requests",
+        {"Retry-After": when, "Content-Type": "application/json"},
+        b'{"error": "too_many_requests"}',
+    )
+    assert exc.retry_after is not None
+    assert 27.0 <= exc.retry_after <= 30.0  # an HTTP date has whole seconds
+
+
 def test_429_with_retry_after_date_in_the_past_is_zero() -> None:
-    server = FixedAnswerServer(
+    exc = unavailable_from(
         "503 Service Unavailable",
         {"Retry-After": formatdate(time.time() - 3600, usegmt=True)},
         b"",
     )
-    try:
-        ev = start_event(DEV_A, T0)
-
-        async def go(c: OdooClient) -> OdooUnavailable:
-            with pytest.raises(OdooUnavailable) as info:
-                await c.post_event(ev.event_uid, ev.to_json())
-            return info.value
-
-        assert with_client(server.url, go).retry_after == 0.0
-    finally:
-        server.close()
+    assert exc.retry_after == 0.0
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
