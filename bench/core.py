@@ -19,7 +19,7 @@ from collections.abc import Callable
 import orjson
 
 from iot_bridge.devices import DeviceSet, device_from_json
-from iot_bridge.pipeline import Pipeline
+from iot_bridge.runtime.pipeline import Pipeline
 
 DEVICES = 200
 

@@ -36,10 +36,10 @@ from typing import Any
 
 import orjson
 
-from iot_bridge.broker import Mosquitto, free_port
 from iot_bridge.events import parse_ts
 from iot_bridge.mqtt import packets as pk
 from iot_bridge.mqtt.connection import Endpoint, open_connection
+from iot_bridge.tools.broker import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -157,7 +157,7 @@ for _ in $(seq 100); do [ -f "$WORK/stack/stack.json" ] && break; sleep 0.1; don
 stack() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$WORK/stack/stack.json" "$1"; }
 MQTT_PORT=$(stack mqtt_port)
 ODOO_URL=$(stack odoo_url)
-HEALTH_PORT=$("$PY" -c 'from iot_bridge.broker import free_port; print(free_port())')
+HEALTH_PORT=$("$PY" -c 'from iot_bridge.tools.broker import free_port; print(free_port())')
 say "mosquitto on 127.0.0.1:$MQTT_PORT, test Odoo at $ODOO_URL, bridge health on 127.0.0.1:$HEALTH_PORT"
 
 health() {

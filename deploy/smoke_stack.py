@@ -1,11 +1,11 @@
 """The counterpart of the container smoke test (``deploy/smoke-test.sh``).
 
-``serve`` starts a private mosquitto (``iot_bridge.broker.Mosquitto``, persistence on, loopback,
-a free port) and the test Odoo server (``tests.support.fake_odoo.FakeOdoo``) with one device, then
-writes ``stack.json`` (ports, URL, token) into the work directory and keeps ``odoo-state.json``
-(stored events and sessions as Odoo sees them) current until it gets SIGTERM or SIGINT, when it
-stops both. ``check`` reads ``odoo-state.json`` and says whether the expected sessions arrived
-exactly once; ``wait`` polls until a condition holds.
+``serve`` starts a private mosquitto (``iot_bridge.tools.broker.Mosquitto``, persistence on,
+loopback, a free port) and the test Odoo server (``tests.support.fake_odoo.FakeOdoo``) with one
+device, then writes ``stack.json`` (ports, URL, token) into the work directory and keeps
+``odoo-state.json`` (stored events and sessions as Odoo sees them) current until it gets SIGTERM or
+SIGINT, when it stops both. ``check`` reads ``odoo-state.json`` and says whether the expected
+sessions arrived exactly once; ``wait`` polls until a condition holds.
 
 Run it with the repository's virtualenv and the repository root on ``PYTHONPATH``:
 
@@ -51,7 +51,7 @@ def _write_json(path: Path, doc: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from iot_bridge.broker import Mosquitto
+    from iot_bridge.tools.broker import Mosquitto
     from tests.support.fake_odoo import FakeOdoo
 
     workdir = Path(args.workdir)

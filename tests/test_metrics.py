@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iot_bridge.metrics import Metrics, render
+from iot_bridge.runtime.metrics import Metrics, render
 
 
 def test_numbers_keep_full_precision() -> None:

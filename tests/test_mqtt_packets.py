@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_bridge.broker import Mosquitto
+from iot_bridge.errors import ProtocolError
 from iot_bridge.mqtt import packets as pk
 from iot_bridge.mqtt.connection import Connection, Endpoint, open_connection
+from iot_bridge.tools.broker import Mosquitto
 
 
 def decode_all(data: bytes) -> list[pk.Packet]:
@@ -145,32 +146,32 @@ def test_qos1_packet_ids_round_trip() -> None:
 
 
 def test_remaining_length_longer_than_four_bytes_is_refused() -> None:
-    with pytest.raises(pk.ProtocolError, match="remaining length"):
+    with pytest.raises(ProtocolError, match="remaining length"):
         decode_all(b"\x30\xff\xff\xff\xff\x01" + b"\x00" * 10)
 
 
 def test_qos3_is_refused() -> None:
-    with pytest.raises(pk.ProtocolError, match="QoS 3"):
+    with pytest.raises(ProtocolError, match="QoS 3"):
         decode_all(bytes([0x36, 5, 0, 1]) + b"t" + b"\x00\x01")
 
 
 def test_non_utf8_topic_is_refused() -> None:
-    with pytest.raises(pk.ProtocolError, match="UTF-8"):
+    with pytest.raises(ProtocolError, match="UTF-8"):
         decode_all(bytes([0x30, 6, 0, 2]) + b"\xff\xfe" + b"xy")
 
 
 def test_publish_shorter_than_its_header_is_refused() -> None:
     # QoS 1, remaining length 3: topic "t" but no room for the packet id
-    with pytest.raises(pk.ProtocolError, match="shorter"):
+    with pytest.raises(ProtocolError, match="shorter"):
         decode_all(bytes([0x32, 3, 0, 1]) + b"t" + b"\x30\x00")
 
 
 def test_bad_connack_and_unexpected_packet_types_are_refused() -> None:
-    with pytest.raises(pk.ProtocolError, match="CONNACK"):
+    with pytest.raises(ProtocolError, match="CONNACK"):
         decode_all(b"\x20\x01\x00")
-    with pytest.raises(pk.ProtocolError, match="unexpected packet type 1"):
+    with pytest.raises(ProtocolError, match="unexpected packet type 1"):
         decode_all(pk.connect("c", clean_session=True, keepalive=0))
-    with pytest.raises(pk.ProtocolError, match="unexpected packet type 8"):
+    with pytest.raises(ProtocolError, match="unexpected packet type 8"):
         decode_all(pk.subscribe(1, [("a", 1)]))
 
 

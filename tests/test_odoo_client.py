@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from iot_bridge.errors import OdooAuthError, OdooUnavailable
 from iot_bridge.events import Event, event_uid, session_uid
-from iot_bridge.metrics import Metrics
-from iot_bridge.odoo.client import OdooAuthError, OdooClient, OdooUnavailable, Result
-from iot_bridge.odoo.delivery import Delivery
+from iot_bridge.odoo_api.client import OdooClient, Result
+from iot_bridge.odoo_api.delivery import Delivery
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
+from iot_bridge.runtime.metrics import Metrics
 from tests.support.fake_odoo import FakeOdoo
 
 TOKEN = "bridge-token-9f8e7d6c5b4a"

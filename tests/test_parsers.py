@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_bridge.parsers import PARSERS, ParseError, ParserOptions, Reading
+from iot_bridge.errors import ParseError
+from iot_bridge.parsers import PARSERS, ParserOptions, Reading
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES
 
 FIXTURES = Path(__file__).parent / "fixtures"

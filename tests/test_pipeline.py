@@ -7,7 +7,7 @@ from typing import Any
 
 from iot_bridge.devices import DeviceSet, device_set_from_json
 from iot_bridge.events import Event
-from iot_bridge.pipeline import Pipeline
+from iot_bridge.runtime.pipeline import Pipeline
 
 T0 = 1_767_225_600.0
 FAST = {"standby_threshold_w": 20, "working_threshold_w": 100, "start_debounce_s": 1,

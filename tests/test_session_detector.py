@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_bridge.devices import ConfigError, SessionConfig
+from iot_bridge.devices import SessionConfig
+from iot_bridge.errors import ConfigError
 from iot_bridge.events import Event, format_ts, parse_ts
 from iot_bridge.sessions.detector import TRANSITIONS, Input, SessionDetector, State
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from iot_bridge.cli import sample_path
-from iot_bridge.settings import Settings, SettingsError, load
+from iot_bridge.errors import SettingsError
+from iot_bridge.settings import Settings, load
 
 PASSWORD = "pw-Sup3rS3cret-mqtt"
 TOKEN = "tok-Sup3rS3cret-odoo"

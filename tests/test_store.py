@@ -16,8 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from iot_bridge.errors import StoreError
 from iot_bridge.events import Event
-from iot_bridge.outbox.store import Store, StoreError
+from iot_bridge.outbox.store import Store
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from iot_bridge.devices import ConfigError, DeviceSet, device_from_json
-from iot_bridge.parsers import PARSERS, ParseError, ParserOptions
+from iot_bridge.devices import DeviceSet, device_from_json
+from iot_bridge.errors import ConfigError, ParseError
+from iot_bridge.parsers import PARSERS, ParserOptions
 
 if TYPE_CHECKING:
     from iot_bridge.settings import Settings
@@ -37,7 +38,8 @@ def sample_path(name: str) -> Path:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from iot_bridge.replay import RecordingError, read_recording, replay, write_table
+    from iot_bridge.errors import RecordingError
+    from iot_bridge.tools.replay import read_recording, replay, write_table
 
     try:
         device = device_from_json(orjson.loads(Path(args.device).read_bytes()))
@@ -80,7 +82,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def _settings() -> Settings | int:
-    from iot_bridge.settings import SettingsError, load
+    from iot_bridge.errors import SettingsError
+    from iot_bridge.settings import load
 
     try:
         return load()
@@ -101,8 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(settings, int):
         return settings
     setup_logging(settings.log_level)
-    from iot_bridge.outbox.store import StoreError
-    from iot_bridge.service import Bridge
+    from iot_bridge.errors import StoreError
+    from iot_bridge.runtime.service import Bridge
 
     try:
         bridge = Bridge(settings)
@@ -117,8 +120,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings()
     if isinstance(settings, int):
         return settings
-    from iot_bridge.config_source import ConfigSource, ConfigUnavailable
-    from iot_bridge.odoo.client import OdooClient
+    from iot_bridge.errors import ConfigUnavailable
+    from iot_bridge.odoo_api.client import OdooClient
+    from iot_bridge.runtime.config_source import ConfigSource
 
     print(f"MQTT:   {settings.mqtt_url} (client id {settings.mqtt_client_id})")
     print(f"Odoo:   {settings.odoo_url or 'none (standalone mode)'}")
@@ -149,7 +153,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from iot_bridge.outbox.store import Store, StoreError
+    from iot_bridge.errors import StoreError
+    from iot_bridge.outbox.store import Store
 
     data_dir = Path(args.data_dir or os.environ.get("DATA_DIR") or "data")
     try:
@@ -174,14 +179,14 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from iot_bridge.simulator import run
+    from iot_bridge.tools.simulator import run
 
     return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from iot_bridge.demo import main as demo
+    from iot_bridge.tools.demo import main as demo
 
     return demo()
 
@@ -197,7 +202,7 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     p.set_defaults(func=commands["check-config"])
 
     p = sub.add_parser("simulate", help="publish a simulated Shelly PM Mini Gen3 scenario")
-    from iot_bridge.simulator import add_arguments
+    from iot_bridge.tools.simulator import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=commands["simulate"])

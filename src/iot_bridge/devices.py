@@ -13,12 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from iot_bridge.errors import ConfigError
 from iot_bridge.parsers import PARSERS, ParserOptions
 from iot_bridge.parsers.base import ENERGY_TO_WH
-
-
-class ConfigError(ValueError):
-    """A device entry (or the whole document) that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

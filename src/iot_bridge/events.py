@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import orjson
 
+from iot_bridge.errors import EventError
+
 SCHEMA_VERSION: Final = "v1"
 EVENT_TYPES: Final = frozenset({"run_start", "run_stop", "power_measurement"})
 
@@ -22,10 +24,6 @@ EVENT_TYPES: Final = frozenset({"run_start", "run_stop", "power_measurement"})
 UID_NAMESPACE: Final = uuid.UUID("6f1c2a3e-5b7d-4c8e-9f0a-1b2c3d4e5f60")
 
 _TS_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
-
-
-class EventError(ValueError):
-    """An event document that does not follow the Unified Event Schema v1."""
 
 
 def format_ts(t: float) -> str:

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from iot_bridge.errors import SettingsError
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
-
-
-class SettingsError(ValueError):
-    """One setting is wrong; the message starts with the variable's name."""
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from iot_bridge.broker import Mosquitto, free_port
 from iot_bridge.mqtt.connection import Endpoint, open_connection
-from iot_bridge.simulator import pm1_frame
+from iot_bridge.tools.broker import Mosquitto, free_port
+from iot_bridge.tools.simulator import pm1_frame
 from tests.support.fake_odoo import FakeOdoo
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from iot_bridge.broker import Mosquitto
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     ROOT,
     BridgeFactory,

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 
-from iot_bridge.broker import Mosquitto
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,

@@ -8,7 +8,7 @@ import sys
 import time
 from itertools import pairwise
 
-from iot_bridge.broker import Mosquitto
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,

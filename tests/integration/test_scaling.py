@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from iot_bridge.broker import Mosquitto
 from iot_bridge.events import parse_ts
 from iot_bridge.mqtt import packets as pk
 from iot_bridge.mqtt.connection import Connection, Endpoint, OnMessages, open_connection
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iot_bridge.broker import Mosquitto
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,

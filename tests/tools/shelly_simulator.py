@@ -4,12 +4,12 @@
     python tests/tools/shelly_simulator.py --broker localhost --port 1883 --no-tls \
         --username "" --password "" --scenario full_session
 
-The code lives in ``iot_bridge.simulator`` (also ``iot-bridge simulate``).
+The code lives in ``iot_bridge.tools.simulator`` (also ``iot-bridge simulate``).
 """
 
 import sys
 
-from iot_bridge.simulator import main
+from iot_bridge.tools.simulator import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,14 +12,8 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 
-from iot_bridge.mqtt.connection import (
-    Connection,
-    ConnectRefused,
-    Endpoint,
-    MqttError,
-    OnMessages,
-    open_connection,
-)
+from iot_bridge.errors import ConnectRefused, MqttError
+from iot_bridge.mqtt.connection import Connection, Endpoint, OnMessages, open_connection
 
 log = logging.getLogger("iot_bridge.mqtt")
 

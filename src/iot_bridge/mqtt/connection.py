@@ -15,23 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import cycle
 
+from iot_bridge.errors import ConnectionLost, ConnectRefused, MqttError, ProtocolError
 from iot_bridge.mqtt import packets as pk
-
-
-class MqttError(Exception):
-    """Base of the MQTT errors."""
-
-
-class ConnectRefused(MqttError):
-    """The broker answered CONNACK with a refusal (bad credentials, not authorised, ...)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"broker refused the connection: {pk.CONNACK_REASONS.get(code, code)}")
-        self.code = code
-
-
-class ConnectionLost(MqttError):
-    """The connection ended (network error, keepalive expired, broker closed it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +64,7 @@ class Connection(asyncio.Protocol):
         self._last_rx = time.monotonic()
         try:
             packets = self._decoder.feed(data)
-        except pk.ProtocolError as exc:
+        except ProtocolError as exc:
             self._fail(ConnectionLost(f"protocol error: {exc}"))
             return
         publishes: list[pk.Publish] = []
@@ -132,8 +117,9 @@ class Connection(asyncio.Protocol):
         ack = await asyncio.wait_for(self._connack, ep.timeout)
         code = ack.return_codes[0]
         if code:
-            self._fail(ConnectRefused(code))
-            raise ConnectRefused(code)
+            refused = ConnectRefused(code, pk.CONNACK_REASONS.get(code, str(code)))
+            self._fail(refused)
+            raise refused
         self.session_present = ack.session_present
         if ep.keepalive:
             self._pings = asyncio.get_running_loop().create_task(self._keepalive())

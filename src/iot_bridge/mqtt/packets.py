@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from iot_bridge.errors import ProtocolError
+
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
@@ -26,10 +28,6 @@ CONNACK_REASONS = {
     4: "bad user name or password",
     5: "not authorized",
 }
-
-
-class ProtocolError(Exception):
-    """The peer sent something that is not MQTT 3.1.1 as we speak it."""
 
 
 class Publish(NamedTuple):  # a tuple: built once per message, so it must be cheap

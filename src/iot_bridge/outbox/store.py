@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
+from iot_bridge.errors import StoreError
 from iot_bridge.events import Event
 
 SCHEMA = """
@@ -79,10 +80,6 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
 
     return wrapper
-
-
-class StoreError(Exception):
-    """The store cannot be written (disk full, read-only, corrupt); the message says which."""
 
 
 @dataclass(frozen=True, slots=True)

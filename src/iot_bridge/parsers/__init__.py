@@ -4,8 +4,9 @@
 publish ``pm1:N`` where other Gen2+ devices publish ``switch:N``, and both are understood.
 """
 
+from iot_bridge.errors import ParseError
 from iot_bridge.parsers import generic, shelly_gen1, shelly_gen2, tasmota
-from iot_bridge.parsers.base import ParseError, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import Parser, ParserOptions, Reading
 
 PARSERS: dict[str, Parser] = {
     "shelly_pm_mini_g3": shelly_gen2.PARSER,

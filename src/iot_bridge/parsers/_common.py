@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Reading
+from iot_bridge.errors import ParseError
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Reading
 
 SIGN_OF_LIFE = Reading()
 """A message from the metered channel that carries no value we normalise (resets the timeout)."""

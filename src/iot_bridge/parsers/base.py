@@ -18,15 +18,13 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from iot_bridge.errors import ParseError
+
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Larger payloads are rejected before decoding: plugs send a few KiB at most."""
 
 EnergyUnit = Literal["Wh", "kWh", "Wmin"]
 ENERGY_TO_WH: dict[str, float] = {"Wh": 1.0, "kWh": 1000.0, "Wmin": 1.0 / 60.0}
-
-
-class ParseError(ValueError):
-    """A payload or topic a parser cannot turn into a reading; the only error parsers raise."""
 
 
 class Reading(NamedTuple):

@@ -21,15 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import loads, reading, too_big
-from iot_bridge.parsers.base import (
-    ENERGY_TO_WH,
-    MAX_PAYLOAD_BYTES,
-    ParseError,
-    Parser,
-    ParserOptions,
-    Reading,
-)
+from iot_bridge.parsers.base import ENERGY_TO_WH, MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading
 from iot_bridge.parsers.base import number as _num
 
 _Path = tuple[tuple[str, int | None], ...]

@@ -36,6 +36,7 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any
 
+from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import (
     SIGN_OF_LIFE,
     bool_text,
@@ -44,7 +45,7 @@ from iot_bridge.parsers._common import (
     reading,
     too_big,
 )
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading
 from iot_bridge.parsers.base import number as _num
 
 _PREFIX = "shellies/"

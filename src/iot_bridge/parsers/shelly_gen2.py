@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import (
     SIGN_OF_LIFE,
     bool_text,
@@ -45,7 +46,7 @@ from iot_bridge.parsers._common import (
     reading,
     too_big,
 )
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, ParseError, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading
 
 _METER = 0  # switch:N, pm1:N  -> apower, voltage, current, aenergy.total
 _EM1 = 1  # em1:N            -> act_power, voltage, current

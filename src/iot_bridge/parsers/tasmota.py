@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 
+from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import (
     OFFLINE,
     ONLINE,
@@ -43,14 +44,7 @@ from iot_bridge.parsers._common import (
     reading,
     too_big,
 )
-from iot_bridge.parsers.base import (
-    MAX_PAYLOAD_BYTES,
-    ParseError,
-    Parser,
-    ParserOptions,
-    Reading,
-    number,
-)
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading, number
 
 _STARTS = ("tele/", "stat/", "cmnd/")
 _PHASES = tuple(f"Phase{i + 1}" for i in range(16))

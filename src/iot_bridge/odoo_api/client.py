@@ -8,7 +8,6 @@ The token is sent, never logged, and never part of an error message.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,27 +17,18 @@ from typing import Any
 import aiohttp
 import orjson
 
+from iot_bridge.errors import OdooAuthError, OdooUnavailable
+
 DONE = frozenset({"created", "duplicate"})
 DEAD = frozenset({"invalid_event", "unknown_device"})
 RETRYABLE_4XX = frozenset({408, 425, 429})
-BATCH_STATUS_AS_HTTP = {"created": 201, "duplicate": 200, "invalid_event": 400, "unknown_device": 404}
+BATCH_STATUS_AS_HTTP = {
+    "created": 201,
+    "duplicate": 200,
+    "invalid_event": 400,
+    "unknown_device": 404,
+}
 BATCH_LIMIT = 500
-
-
-class OdooError(Exception):
-    """Base of the errors talking to Odoo."""
-
-
-class OdooUnavailable(OdooError):
-    """Transient: 429, 5xx, a timeout or a connection error. ``retry_after`` if Odoo said."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class OdooAuthError(OdooError):
-    """401: the token was refused. Events are kept; an operator has to fix the token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +130,7 @@ class OdooClient:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise OdooUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         elapsed = time.monotonic() - start
         if self._on_latency is not None:

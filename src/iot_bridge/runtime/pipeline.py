@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iot_bridge.devices import DeviceConfig, DeviceSet, SessionConfig
+from iot_bridge.errors import ParseError
 from iot_bridge.events import Event, event_uid, format_ts
-from iot_bridge.parsers import PARSERS, ParseError, Reading
+from iot_bridge.parsers import PARSERS, Reading
 from iot_bridge.sessions.detector import SessionDetector
 from iot_bridge.topics import TopicRouter
 

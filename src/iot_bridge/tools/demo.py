@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iot_bridge.broker import BrokerError, Mosquitto, free_port
-from iot_bridge.replay import SESSION_FIELDS, write_table
-from iot_bridge.service import Bridge
+from iot_bridge.errors import BrokerError
+from iot_bridge.runtime.service import Bridge
 from iot_bridge.settings import Settings
+from iot_bridge.tools.broker import Mosquitto, free_port
+from iot_bridge.tools.replay import SESSION_FIELDS, write_table
 
 SCENARIOS = ("full_session", "timeout", "flapping", "offline")
 INTERVAL = 0.25
@@ -46,7 +47,7 @@ def demo_devices() -> dict[str, object]:
 
 
 async def run_demo(workdir: Path) -> int:
-    from iot_bridge.simulator import add_arguments, simulate
+    from iot_bridge.tools.simulator import add_arguments, simulate
 
     broker = Mosquitto(workdir / "broker")
     try:

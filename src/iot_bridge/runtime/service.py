@@ -12,19 +12,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from iot_bridge.config_source import ConfigSource, ConfigUnavailable
 from iot_bridge.devices import DeviceSet
+from iot_bridge.errors import ConfigUnavailable, StoreError
 from iot_bridge.events import Event
-from iot_bridge.health import HealthServer
-from iot_bridge.ingest import Ingest
-from iot_bridge.metrics import Metrics, render
 from iot_bridge.mqtt.client import MqttClient
 from iot_bridge.mqtt.connection import Connection, Endpoint
-from iot_bridge.odoo.client import OdooClient
-from iot_bridge.odoo.delivery import Delivery
-from iot_bridge.outbox.store import Store, StoreError
+from iot_bridge.odoo_api.client import OdooClient
+from iot_bridge.odoo_api.delivery import Delivery
+from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
-from iot_bridge.pipeline import Pipeline
+from iot_bridge.runtime.config_source import ConfigSource
+from iot_bridge.runtime.health import HealthServer
+from iot_bridge.runtime.intake import Ingest
+from iot_bridge.runtime.metrics import Metrics, render
+from iot_bridge.runtime.pipeline import Pipeline
+from iot_bridge.runtime.report import HealthFacts, health_report
 from iot_bridge.settings import Settings
 
 log = logging.getLogger("iot_bridge")
@@ -218,54 +220,28 @@ class Bridge:
     # -- health and metrics --------------------------------------------------------------------
 
     async def health_report(self) -> dict[str, Any]:
-        now = time.time()
         try:
             stats = await self.db.call(self.store.stats)
-            db_ok = self.ingest.store_error is None
         except StoreError:
-            stats, db_ok = None, False
-        problems = []
-        if not db_ok:
-            problems.append("store_not_writable")
-        if not self.mqtt.connected:
-            problems.append("mqtt_disconnected")
-        if self.config is None:
-            problems.append("no_device_config")
-        status = self.delivery.status if self.delivery else None
-        if status is not None and status.auth_failed:
-            problems.append("odoo_auth_failed")
-        oldest_age = None
-        if stats is not None and stats.oldest_created_at is not None:
-            oldest_age = round(now - stats.oldest_created_at, 3)
-            if self.delivery is not None and oldest_age > self.settings.max_queue_age_s:
-                problems.append("queue_too_old")
-        last = self.ingest.last_message_at
-        config_errors = list(self.config.errors) if self.config else []
-        if self.config_problem:
-            config_errors.append(self.config_problem)
-        return {
-            "status": "ok" if not problems else "degraded",
-            "problems": problems,
-            "mqtt_connected": self.mqtt.connected,
-            "odoo_reachable": None if status is None else status.odoo_reachable,
-            "odoo_auth_failed": bool(status and status.auth_failed),
-            "devices_configured": len(self.config.devices) if self.config else 0,
-            "active_sessions": self.pipeline.open_sessions(),
-            "uptime_seconds": round(now - self.started),
-            "mode": "standalone" if self.settings.standalone else "odoo",
-            "queue_depth": None if stats is None else stats.depth,
-            "oldest_queued_age_s": oldest_age,
-            "dead_letters": None if stats is None else stats.dead_letters,
-            "dropped_measurements": None if stats is None else stats.dropped_measurements,
-            "db_ok": db_ok,
-            "store_error": self.ingest.store_error,
-            "config_version": self.config.config_version if self.config else None,
-            "config_errors": config_errors,
-            "last_msg_age_s": None if last is None else round(now - last, 3),
-            "mqtt_reconnects": self.mqtt.reconnects,
-            "mqtt_last_error": self.mqtt.last_error,
-            "odoo_last_error": None if status is None else status.last_error,
-        }
+            stats = None
+        return health_report(
+            HealthFacts(
+                now=time.time(),
+                started=self.started,
+                standalone=self.settings.standalone,
+                max_queue_age_s=self.settings.max_queue_age_s,
+                mqtt_connected=self.mqtt.connected,
+                mqtt_reconnects=self.mqtt.reconnects,
+                mqtt_last_error=self.mqtt.last_error,
+                store_error=self.ingest.store_error,
+                stats=stats,
+                config=self.config,
+                config_problem=self.config_problem,
+                delivery=self.delivery.status if self.delivery else None,
+                active_sessions=self.pipeline.open_sessions(),
+                last_message_at=self.ingest.last_message_at,
+            )
+        )
 
     async def metrics_text(self) -> str:
         stats = await self.db.call(self.store.stats)

@@ -13,8 +13,9 @@ from typing import IO, Any
 import orjson
 
 from iot_bridge.devices import DeviceConfig, DeviceSet
+from iot_bridge.errors import RecordingError
 from iot_bridge.events import Event
-from iot_bridge.pipeline import Pipeline
+from iot_bridge.runtime.pipeline import Pipeline
 from iot_bridge.sessions.detector import SessionDetector
 
 SESSION_FIELDS = (
@@ -34,10 +35,6 @@ SESSION_FIELDS = (
 
 TABLE_HEADER = ("#", "started_at", "stopped_at", "duration", "working", "standby", "energy_wh",
                 "source", "max_w", "avg_w", "reason")  # fmt: skip
-
-
-class RecordingError(ValueError):
-    """A line of the recording that is not ``{"t": number, "topic": str, "payload": str}``."""
 
 
 @dataclass(frozen=True, slots=True)

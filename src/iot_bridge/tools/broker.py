@@ -15,9 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-class BrokerError(RuntimeError):
-    pass
+from iot_bridge.errors import BrokerError
 
 
 def free_port() -> int:

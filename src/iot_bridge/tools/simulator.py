@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from iot_bridge.mqtt.connection import Endpoint, MqttError, open_connection
+from iot_bridge.errors import MqttError
+from iot_bridge.mqtt.connection import Endpoint, open_connection
 
 # scenario -> steps of (frames, watts); watts None = silence, "offline" = LWT false
 Step = tuple[int, float | str | None]

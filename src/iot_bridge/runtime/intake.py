@@ -1,13 +1,12 @@
 """MQTT messages in; events and detector states committed in groups; then acknowledged.
 
 A QoS 1 message is acknowledged only after its effects are durable. Messages run through the
-pure :class:`~iot_bridge.pipeline.Pipeline` as they arrive; while one group is being committed
-on the database thread the next group forms, so the commit rate (about 6.5k fsyncs/s here) never
-caps the message rate. If a commit fails (disk full, read-only volume) nothing is acknowledged:
-the in-memory detectors are rolled back to the last committed state, the MQTT connection is
-dropped so the broker keeps (and later redelivers) what we could not store, and a probe retries
-the disk until it takes writes again.
-"""
+pure :class:`~iot_bridge.runtime.pipeline.Pipeline` as they arrive; while one group is being
+committed on the database thread the next group forms, so the commit rate (about 6.5k fsyncs/s
+here) never caps the message rate. If a commit fails (disk full, read-only volume) nothing is
+acknowledged: the in-memory detectors are rolled back to the last committed state, the MQTT
+connection is dropped so the broker keeps (and later redelivers) what we could not store, and a
+probe retries the disk until it takes writes again."""
 
 from __future__ import annotations
 
@@ -18,15 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from iot_bridge.errors import StoreError
 from iot_bridge.events import Event
-from iot_bridge.metrics import Metrics
 from iot_bridge.mqtt.connection import Connection
 from iot_bridge.mqtt.packets import Publish
-from iot_bridge.outbox.store import Store, StoreError
+from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
-from iot_bridge.pipeline import Pipeline
+from iot_bridge.runtime.metrics import Metrics
+from iot_bridge.runtime.pipeline import Pipeline
 
-log = logging.getLogger("iot_bridge.ingest")
+log = logging.getLogger("iot_bridge.runtime.intake")
 
 COMMIT_WINDOW_S = 0.025  # gather this long before a commit when traffic is light ...
 EARLY_ACKS = 16  # ... unless this many QoS 1 messages wait for their PUBACK: mosquitto sends

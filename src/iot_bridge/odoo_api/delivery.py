@@ -15,10 +15,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from iot_bridge.metrics import Metrics
-from iot_bridge.odoo.client import OdooAuthError, OdooClient, OdooUnavailable, Result
-from iot_bridge.outbox.store import Store, StoreError
+from iot_bridge.errors import OdooAuthError, OdooUnavailable, StoreError
+from iot_bridge.odoo_api.client import OdooClient, Result
+from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
+from iot_bridge.runtime.metrics import Metrics
 
 log = logging.getLogger("iot_bridge.delivery")
 
@@ -131,10 +132,8 @@ class Delivery:
             delay = max(delay, min(retry_after, self.max_retry))
         st.next_retry_at = time.time() + delay
         log.warning("Odoo API error, retrying in %.0fs... (%s)", delay, exc)
-        try:
+        with contextlib.suppress(StoreError):
             await self.db.call(self.store.failed, seqs, str(exc)[:500])
-        except StoreError:
-            pass
         await asyncio.sleep(delay)
         self._wake.set()
 

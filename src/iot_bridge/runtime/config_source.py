@@ -10,19 +10,11 @@ from pathlib import Path
 
 import orjson
 
-from iot_bridge.devices import ConfigError, DeviceSet, device_set_from_json
-from iot_bridge.odoo.client import OdooAuthError, OdooClient, OdooError
+from iot_bridge.devices import DeviceSet, device_set_from_json
+from iot_bridge.errors import ConfigError, ConfigUnavailable, OdooAuthError, OdooError
+from iot_bridge.odoo_api.client import OdooClient
 
 log = logging.getLogger("iot_bridge.config")
-
-
-class ConfigUnavailable(Exception):
-    """No device list could be had from the source right now; the message says why.
-    ``auth`` is set when Odoo refused the token (401)."""
-
-    def __init__(self, message: str, *, auth: bool = False) -> None:
-        super().__init__(message)
-        self.auth = auth
 
 
 class ConfigSource:
