@@ -268,6 +268,76 @@ def test_property_remaining_length_encoding(n: int) -> None:
     assert value == n
 
 
+def _expected_with_limit(
+    items: list[tuple[str, bytes, int, int, bool]], limit: int
+) -> list[pk.Packet]:
+    out: list[pk.Packet] = []
+    for t, p, q, pid, r in items:
+        size = len(pk.publish(t, p, q, pid if q else None, r))
+        remaining = size - 1 - len(pk._remaining_length(size))  # minus fixed header
+        while len(pk._remaining_length(remaining)) + 1 + remaining != size:
+            remaining -= 1
+        if remaining > limit:
+            out.append(pk.Oversize(t, q, pid if q else None, r, remaining))
+        else:
+            out.append(pk.Publish(t, p, q, pid if q else None, r, False))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20).filter(lambda s: "\0" not in s),
+            st.binary(max_size=300),
+            st.integers(0, 1),
+            st.integers(1, 65535),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+    st.integers(min_value=8, max_value=200),
+    st.randoms(use_true_random=False),
+)
+def test_property_oversize_publishes_are_skipped_in_any_chunking(
+    items: list[tuple[str, bytes, int, int, bool]], limit: int, rng: random.Random
+) -> None:
+    """Above the limit a PUBLISH comes out as Oversize (header, size, no payload), the packets
+    around it decode as usual, and nothing depends on how the bytes were split."""
+    data = b"".join(pk.publish(t, p, q, pid if q else None, r) for t, p, q, pid, r in items)
+    expected = _expected_with_limit(items, limit)
+    dec = pk.Decoder(max_packet=limit)
+    got: list[pk.Packet] = []
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 40)
+        got += dec.feed(data[pos : pos + step])
+        pos += step
+    assert got == expected
+
+
+def test_oversize_payload_is_never_buffered() -> None:
+    """100 MB streamed in 64 KiB chunks: the decoder's buffer stays small throughout."""
+    dec = pk.Decoder(max_packet=1 << 20)
+    size = 100 * 1024 * 1024
+    header = pk.publish("big/topic", b"", qos=1, packet_id=7)[2:]  # topic + packet id
+    first = bytes([0x32]) + pk._remaining_length(len(header) + size)
+    assert dec.feed(first + header) == []
+    chunk = bytes(65536)
+    for _ in range(size // len(chunk) - 1):
+        assert dec.feed(chunk) == []
+        assert len(dec._buf) < 70_000
+    (last,) = dec.feed(chunk)
+    assert last == pk.Oversize("big/topic", 1, 7, False, len(header) + size)
+    assert dec.feed(b"\xd0\x00") == [pk.Ack(pk.PINGRESP)]
+
+
+def test_oversize_non_publish_is_a_protocol_error() -> None:
+    dec = pk.Decoder(max_packet=16)
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        dec.feed(bytes([0x90, 40]) + bytes(40))
+
+
 # -- against a real broker --------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = FIXTURES / "payloads"
 EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected_readings.json").read_text())
-FIELDS = ("power_w", "energy_wh", "voltage_v", "current_a", "online")
+FIELDS = ("power_w", "energy_wh", "voltage_v", "current_a", "online", "device_ts", "coarse")
 
 
 def _options(raw: dict[str, Any] | None) -> ParserOptions:
@@ -476,8 +476,10 @@ def test_shelly_switch_channel_1() -> None:
         b'{"method":"NotifyStatus","params":{"ts":1.0,"switch:0":{"apower":9.0},'
         b'"switch:1":{"apower":11.5,"current":0.071}}}'
     )
-    assert parse("pro4pm/events/rpc", frame, one) == Reading(power_w=11.5, current_a=0.071)
-    assert parse("pro4pm/events/rpc", frame, ParserOptions()) == Reading(power_w=9.0)
+    assert parse("pro4pm/events/rpc", frame, one) == Reading(
+        power_w=11.5, current_a=0.071, device_ts=1.0
+    )
+    assert parse("pro4pm/events/rpc", frame, ParserOptions()) == Reading(power_w=9.0, device_ts=1.0)
     assert parse("pro4pm/events/rpc", frame, ParserOptions(channel=2)) is None
 
 

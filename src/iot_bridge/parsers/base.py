@@ -7,6 +7,11 @@ never lets another exception type escape for bad input.
 
 Fields a frame does not carry stay ``None``: a Shelly delta frame with only ``voltage`` is a sign
 of life, not a 0 W reading. The session detector keeps the last known power for such frames.
+
+``device_ts`` is the time the device put in the message, in *its* clock (Unix-like seconds,
+possibly since boot, possibly local time read as UTC): the bridge translates it to its own clock
+(``sessions/timeline.py``) to time readings that arrive late. ``coarse`` marks a time that only
+names the minute the reading fell in (Shelly ``aenergy.minute_ts``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
-
-import orjson
+from typing import Literal, NamedTuple
 
 from iot_bridge.errors import ParseError
 
@@ -39,6 +42,8 @@ class Reading(NamedTuple):
     voltage_v: float | None = None
     current_a: float | None = None
     online: bool | None = None
+    device_ts: float | None = None
+    coarse: bool = False
 
     def as_dict(self) -> dict[str, float | bool | None]:
         return {
@@ -47,6 +52,8 @@ class Reading(NamedTuple):
             "voltage_v": self.voltage_v,
             "current_a": self.current_a,
             "online": self.online,
+            "device_ts": self.device_ts,
+            "coarse": self.coarse,
         }
 
 
@@ -81,22 +88,6 @@ class Parser:
     subscriptions: SubscriptionsFn
 
 
-def check_size(payload: bytes) -> None:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ParseError(
-            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit"
-        )
-
-
-def load_json(payload: bytes) -> Any:
-    """Decode JSON, rejecting oversize payloads; orjson already refuses NaN and Infinity."""
-    check_size(payload)
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {exc}") from None
-
-
 def number(value: object, field: str) -> float:
     """A finite JSON number (bools and strings are not numbers here)."""
     if type(value) is float:
@@ -104,26 +95,10 @@ def number(value: object, field: str) -> float:
             return value
         raise ParseError(f"{field} is not finite")
     if type(value) is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ParseError(f"{field} is out of range") from None
     if value is None:
         raise ParseError(f"{field} is null, expected a number")
     raise ParseError(f"{field} must be a number, got {type(value).__name__}")
-
-
-def optional_number(obj: dict[str, Any], key: str, field: str | None = None) -> float | None:
-    """``obj[key]`` as a finite number, ``None`` if absent; present-but-wrong is an error."""
-    if key not in obj:
-        return None
-    return number(obj[key], field or key)
-
-
-def text_number(payload: bytes, field: str) -> float:
-    """A bare numeric text payload such as ``20.58`` (Shelly Gen1, generic)."""
-    check_size(payload)
-    try:
-        value = float(payload)
-    except ValueError:
-        raise ParseError(f"{field} payload is not a number: {payload[:40]!r}") from None
-    if not math.isfinite(value):
-        raise ParseError(f"{field} is not finite")
-    return value

@@ -17,6 +17,13 @@ its last segment says what it is:
 anything else   ``None`` (``POWER``, ``INFO1``, ``RESULT`` of other commands, ``cmnd/...``).
 =============== ====================================================================================
 
+Analog current-transformer sensors publish no ``ENERGY`` block but ``ANALOG.CTEnergy<N>`` (or
+``ANALOG.CTEnergy`` for one sensor) with ``Energy`` **kWh**, ``Power`` W, ``Voltage`` V and
+``Current`` A; channel 0 is ``CTEnergy1`` (or the unnumbered one), channel 1 ``CTEnergy2`` ...
+
+Device time: ``Time`` (``2019-11-29T12:39:20``, the device's local time without a zone) is read
+as if it were UTC; the bridge learns the device's offset from live readings, zone included.
+
 ``ENERGY`` fields: ``Power`` W, ``Total`` **kWh** -> Wh, ``Voltage`` V, ``Current`` A. Each may be
 a number, a list (multi-channel devices: the element at ``ParserOptions.channel``), or a per-phase
 dict ``{"Phase1": ..}`` (the value at ``Phase<channel+1>``, *not* the sum: the channel option
@@ -29,6 +36,7 @@ outside the list / dict is a :class:`ParseError` (a misconfigured channel should
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -43,6 +51,7 @@ from iot_bridge.parsers._common import (
     loads_object,
     reading,
     too_big,
+    with_time,
 )
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading, number
 
@@ -77,11 +86,53 @@ def _field(energy: dict[str, Any], key: str, channel: int) -> float | None:
     raise ParseError(f"ENERGY.{key} must be a number, list or object, got {t.__name__}")
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _local_time(value: Any) -> float | None:
+    """``Time`` as seconds since the epoch, reading the device's local time as UTC; a missing
+    or malformed time is no time (the reading itself still counts)."""
+    if type(value) is not str or len(value) < 19:
+        return None
+    try:
+        return (datetime.fromisoformat(value[:19]) - _EPOCH).total_seconds()
+    except ValueError:
+        return None
+
+
+def _ct_energy(obj: dict[str, Any], channel: int) -> Reading | None:
+    """``ANALOG.CTEnergy<channel + 1>`` (or ``CTEnergy`` for channel 0); ``None`` if absent."""
+    analog = obj.get("ANALOG")
+    if type(analog) is not dict:
+        if analog is None:
+            return None
+        raise ParseError(f"ANALOG must be a JSON object, got {type(analog).__name__}")
+    key = f"CTEnergy{channel + 1}"
+    ct = analog.get(key)
+    if ct is None and channel == 0 and "CTEnergy" in analog:
+        key, ct = "CTEnergy", analog["CTEnergy"]
+    if ct is None:
+        present = sorted(k for k in analog if k.startswith("CTEnergy"))
+        if present:  # a CT meter, but not this channel: a misconfigured channel is loud
+            raise ParseError(f"ANALOG has {', '.join(present)}, no {key} (channel {channel})")
+        return None
+    if type(ct) is not dict:
+        raise ParseError(f"ANALOG.{key} must be a JSON object, got {type(ct).__name__}")
+    where = f"ANALOG.{key}"
+    power, total, voltage, current = (
+        None if ct.get(k) is None and k not in ct else number(ct.get(k), f"{where}.{k}")
+        for k in ("Power", "Energy", "Voltage", "Current")
+    )
+    if power is None and total is None and voltage is None and current is None:
+        return SIGN_OF_LIFE
+    return reading(power, None if total is None else total * 1000.0, voltage, current)
+
+
 def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     energy = obj.get("ENERGY")
     if type(energy) is not dict:
         if energy is None and "ENERGY" not in obj:
-            return None
+            return with_time(_ct_energy(obj, channel), _local_time(obj.get("Time")))
         raise ParseError(f"ENERGY must be a JSON object, got {type(energy).__name__}")
     # Inlined fast path for plain numbers (orjson floats are always finite); lists, dicts,
     # absent keys and errors go through _field.
@@ -98,8 +149,14 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     t = type(v)
     current = v if t is float else float(v) if t is int else _field(energy, "Current", channel)
     if power is None and total is None and voltage is None and current is None:
-        return SIGN_OF_LIFE
-    return reading(power, None if total is None else total * 1000.0, voltage, current)
+        return with_time(SIGN_OF_LIFE, _local_time(obj.get("Time")))
+    return reading(
+        power,
+        None if total is None else total * 1000.0,
+        voltage,
+        current,
+        device_ts=_local_time(obj.get("Time")),
+    )
 
 
 def _status(obj: dict[str, Any], channel: int, what: str) -> Reading | None:
@@ -122,6 +179,7 @@ class _Energy(msgspec.Struct):
 
 class _Sensor(msgspec.Struct):
     ENERGY: _Energy | msgspec.UnsetType = msgspec.UNSET
+    Time: str | msgspec.UnsetType = msgspec.UNSET
 
 
 _SENSOR_DECODER = msgspec.json.Decoder(_Sensor)
@@ -132,9 +190,10 @@ def _fast_sensor(payload: bytes) -> Reading | None:
     """A SENSOR frame with a scalar ``ENERGY`` block, decoded in C; ``None`` = let ``_energy``
     decide (arrays, per-phase objects, errors, no ENERGY, an empty ENERGY)."""
     try:
-        energy = _SENSOR_DECODER.decode(payload).ENERGY
-    except msgspec.MsgspecError:
+        sensor = _SENSOR_DECODER.decode(payload)
+    except (msgspec.MsgspecError, RecursionError):
         return None
+    energy = sensor.ENERGY
     if energy is _UNSET:
         return None
     e: _Energy = energy
@@ -144,7 +203,8 @@ def _fast_sensor(payload: bytes) -> Reading | None:
     current = None if e.Current is _UNSET else e.Current
     if power is None and total is None and voltage is None and current is None:
         return None
-    return reading(power, total, voltage, current)
+    ts = None if sensor.Time is _UNSET else _local_time(sensor.Time)
+    return reading(power, total, voltage, current, device_ts=ts)
 
 
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
