@@ -81,7 +81,7 @@ def test_parse_prints_normalised_reading() -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
         "power_w": 120.5, "energy_wh": 256.325, "voltage_v": 234.7, "current_a": 0.289,
-        "online": None,
+        "online": None, "device_ts": None, "coarse": False,
     }  # fmt: skip
 
 

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.errors import ProtocolError
 from iot_bridge.mqtt import packets as pk
-from iot_bridge.mqtt.connection import Connection, Endpoint, open_connection
+from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.tools.broker import Mosquitto
 
 
@@ -346,7 +347,7 @@ class Inbox:
         self.items: list[pk.Publish] = []
         self.event = asyncio.Event()
 
-    def __call__(self, conn: Connection, batch: list[pk.Publish], t: float) -> None:
+    def __call__(self, batch: list[pk.Publish], oversize: list[pk.Oversize], t: float) -> None:
         self.items.extend(batch)
         self.event.set()
 
@@ -372,11 +373,11 @@ async def _broker_scenario(port: int) -> None:
 
     # First contact: a fresh persistent session.
     inbox = Inbox()
-    sub = await open_connection(sub_ep, inbox)
+    sub = await open_connection(sub_ep, SYSTEM_CLOCK, inbox)
     assert sub.session_present is False
     assert await sub.subscribe(["plant/#"], qos=1) == b"\x01"
     assert await sub.subscribe(["qos0/only"], qos=0) == b"\x00"
-    pub = await open_connection(pub_ep)
+    pub = await open_connection(pub_ep, SYSTEM_CLOCK)
 
     await pub.publish("plant/a", b"one", qos=1)
     await pub.publish("plant/b", b"two", qos=1)
@@ -399,7 +400,7 @@ async def _broker_scenario(port: int) -> None:
 
     # Same client id, clean_session=False: the broker resends the unacked QoS 1 with DUP set.
     inbox2 = Inbox()
-    sub2 = await open_connection(sub_ep, inbox2)
+    sub2 = await open_connection(sub_ep, SYSTEM_CLOCK, inbox2)
     assert sub2.session_present is True
     got2 = await inbox2.wait_for(3)
     assert sorted(m.payload for m in got2) == [b"one", b"two", b"while-away"]
@@ -419,7 +420,7 @@ async def _broker_scenario(port: int) -> None:
     assert sub2.ack([1]) is False  # the connection is gone
 
     inbox3 = Inbox()
-    sub3 = await open_connection(sub_ep, inbox3)
+    sub3 = await open_connection(sub_ep, SYSTEM_CLOCK, inbox3)
     assert sub3.session_present is True
     # the subscription survived in the session: a marker published now arrives, and it is
     # the only thing that arrives (the acked messages are not redelivered)

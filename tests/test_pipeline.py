@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from iot_bridge.devices import DeviceSet, device_set_from_json
-from iot_bridge.events import Event
+from iot_bridge.events import Event, format_ts
 from iot_bridge.runtime.pipeline import Pipeline
 
 T0 = 1_767_225_600.0
@@ -145,6 +145,9 @@ def test_first_apply_closes_sessions_of_devices_removed_while_down() -> None:
     start(first, "lathe/status/switch:0")
     saved = {k: v for k, v in first.take_dirty_states().items() if v is not None}
     second = Pipeline()
+    second.disconnected(None, observed=False)  # as the intake starts it: nothing heard yet
     change = second.apply(devices(shelly("saw")), T0 + 60, saved)
     assert kinds(change.events) == [("run_stop", "lathe-0")]
     assert change.events[0].payload["reason"] == "device_removed"
+    # the bridge heard nothing since the last reading: the session ends there, not at T0 + 60
+    assert change.events[0].payload["stopped_at"] == format_ts(T0 + 1.5)

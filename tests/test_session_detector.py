@@ -407,7 +407,7 @@ def test_forgiveness_never_shortens_a_timeout_and_ignores_idle_devices() -> None
 
 def test_readings_placed_without_a_device_time_mark_the_session_estimated() -> None:
     det = SessionDetector("dev-1", CFG)
-    events = []
+    events: list[Event] = []
     plan = [(0, 150, False), (5, 150, True), (10, 5, False), (30, 5, False)]
     for t_rel, power, estimated in plan:
         events += det.handle_reading(T0 + t_rel, power, None, estimated)

@@ -15,7 +15,7 @@ from typing import Any
 
 from iot_bridge.errors import ConfigError
 from iot_bridge.parsers import PARSERS, ParserOptions
-from iot_bridge.parsers.base import ENERGY_TO_WH
+from iot_bridge.parsers.base import DEFAULT_MAX_POWER_W, ENERGY_TO_WH
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +132,15 @@ def parser_options_from_json(obj: object, where: str = "parser_config") -> Parse
         raise ConfigError(
             f"{where}.energy_unit must be one of {sorted(ENERGY_TO_WH)}, got {unit!r}"
         )
+    max_power = obj.get("max_power_w", DEFAULT_MAX_POWER_W)
+    if type(max_power) not in (int, float) or not 0 < max_power < math.inf:
+        raise ConfigError(f"{where}.max_power_w must be a positive number, got {max_power!r}")
     return ParserOptions(
-        channel=channel, power_path=power_path, energy_path=energy_path, energy_unit=unit
+        channel=channel,
+        power_path=power_path,
+        energy_path=energy_path,
+        energy_unit=unit,
+        max_power_w=float(max_power),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from iot_bridge.errors import SettingsError
+from iot_bridge.mqtt.packets import DEFAULT_MAX_PACKET, MAX_PACKET
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE = {"1", "true", "yes", "on"}
@@ -45,6 +46,7 @@ class Settings:
     forward_measurements: bool = False
     max_queue_age_s: float = 900.0  # /health turns 503 when the oldest queued event is older
     reconnect_max_s: float = 60.0
+    mqtt_max_packet: int = DEFAULT_MAX_PACKET  # larger PUBLISHes are skipped unread, counted
 
     @property
     def standalone(self) -> bool:
@@ -86,6 +88,16 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     value = _number(env, name, default, 0)
     if value != int(value) or value > 65535:
         raise SettingsError(f"{name} must be a port number 0..65535, got {env.get(name)!r}")
+    return int(value)
+
+
+def _max_packet(env: Mapping[str, str]) -> int:
+    value = _number(env, "MQTT_MAX_PACKET", DEFAULT_MAX_PACKET, 1024)
+    if value != int(value) or value > MAX_PACKET:
+        raise SettingsError(
+            f"MQTT_MAX_PACKET must be a whole number of bytes 1024..{MAX_PACKET}, "
+            f"got {env.get('MQTT_MAX_PACKET')!r}"
+        )
     return int(value)
 
 
@@ -169,4 +181,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         forward_measurements=_flag(env, "FORWARD_MEASUREMENTS"),
         max_queue_age_s=_number(env, "HEALTH_MAX_QUEUE_AGE", 900.0, 1.0),
         reconnect_max_s=_number(env, "MQTT_RECONNECT_MAX", 60.0, 0.1),
+        mqtt_max_packet=_max_packet(env),
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.tools.broker import Mosquitto, free_port
 from iot_bridge.tools.simulator import pm1_frame
@@ -69,7 +70,7 @@ def publish(
 
     async def go() -> None:
         ep = Endpoint("127.0.0.1", broker.port, f"pub-{time.monotonic_ns()}", clean_session=True)
-        conn = await open_connection(ep)
+        conn = await open_connection(ep, SYSTEM_CLOCK)
         try:
             for message in messages:
                 if message is None:

@@ -171,12 +171,10 @@ class MqttClient:
         self._generation += 1
         generation = self._generation
 
-        def on_packets(
-            publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float
-        ) -> None:
+        def on_packets(publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float) -> None:
             self._received(generation, publishes, oversize, at)
 
-        conn = await open_connection(endpoint, self._clock, on_packets)
+        conn = await open_connection(endpoint, self._clock, on_packets, hold=True)
         try:
             log.info("MQTT connected, subscribing to topics...")
             self.connection = conn

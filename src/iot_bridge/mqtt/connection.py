@@ -43,7 +43,9 @@ OnPackets = Callable[[list[pk.Publish], list[pk.Oversize], float], None]
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None, hold: bool = False
+    ) -> None:
         self.endpoint = endpoint
         self._clock = clock
         self._on_packets = on_packets
@@ -56,7 +58,11 @@ class Connection(asyncio.Protocol):
         self._ids = cycle(range(1, 65536))
         self._last_rx = clock.now()
         self._pings: asyncio.Task[None] | None = None
-        self._early: list[tuple[list[pk.Publish], list[pk.Oversize], float]] | None = []
+        # hold: keep what arrives until start_delivery() (the owner announces the connection
+        # first); else hand it over as it arrives
+        self._early: list[tuple[list[pk.Publish], list[pk.Oversize], float]] | None = (
+            [] if hold else None
+        )
         self.session_present = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -224,14 +230,15 @@ class Connection(asyncio.Protocol):
 
 
 async def open_connection(
-    endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None = None
+    endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None = None, *, hold: bool = False
 ) -> Connection:
-    """TCP (or TLS) connect plus CONNECT/CONNACK, each within ``endpoint.timeout``."""
+    """TCP (or TLS) connect plus CONNECT/CONNACK, each within ``endpoint.timeout``. ``hold``:
+    messages wait for :meth:`Connection.start_delivery`."""
     loop = asyncio.get_running_loop()
     try:
         async with timeout(clock, endpoint.timeout):
             _, conn = await loop.create_connection(
-                lambda: Connection(endpoint, clock, on_packets),
+                lambda: Connection(endpoint, clock, on_packets, hold),
                 endpoint.host,
                 endpoint.port,
                 ssl=endpoint.tls,

@@ -26,6 +26,9 @@ from iot_bridge.errors import ParseError
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Larger payloads are rejected before decoding: plugs send a few KiB at most."""
 
+DEFAULT_MAX_POWER_W = 1_000_000.0
+"""No plug meters a megawatt: beyond this a reading is broken or hostile, not a machine."""
+
 EnergyUnit = Literal["Wh", "kWh", "Wmin"]
 ENERGY_TO_WH: dict[str, float] = {"Wh": 1.0, "kWh": 1000.0, "Wmin": 1.0 / 60.0}
 
@@ -64,12 +67,15 @@ class ParserOptions:
     ``channel`` picks the component (``switch:N``, ``pm1:N``, ``em1:N``, Gen1 ``relay/N``) or the
     array index of a multi-channel Tasmota ``ENERGY`` block. ``power_path`` / ``energy_path`` are
     dotted paths for the generic parser (``ENERGY.Power``; a numeric segment indexes a list).
+    ``max_power_w`` is the plausibility bound: a reading of more (or less than minus it) is
+    an error of that message, never a billed watt.
     """
 
     channel: int = 0
     power_path: str = "power"
     energy_path: str | None = None
     energy_unit: EnergyUnit = "Wh"
+    max_power_w: float = DEFAULT_MAX_POWER_W
 
 
 ParseFn = Callable[[str, bytes, ParserOptions], "Reading | None"]

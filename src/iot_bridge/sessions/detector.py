@@ -153,6 +153,11 @@ class SessionDetector:
     def last_seen(self) -> float | None:
         return self._b.last_seen
 
+    @property
+    def started_at(self) -> float:
+        """When the open session started (meaningless while none is open)."""
+        return self._b.started_at
+
     def next_deadline(self) -> float | None:
         """The earliest moment at which :meth:`advance` has something to do, or ``None``."""
         b = self._b

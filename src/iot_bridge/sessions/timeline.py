@@ -54,7 +54,7 @@ class Timeline:
         device_ts: float | None,
         coarse: bool,
         *,
-        window: tuple[float, float] | None,
+        window: tuple[float | None, float] | None,
         untimed_late: bool,
     ) -> Placement | None:
         """The event time of a reading that arrived at ``arrival``; ``None`` for a reading this
@@ -66,20 +66,20 @@ class Timeline:
         up is part of the backlog (the broker returned our marker last time) or, as far as we
         can tell, live."""
         if window is None:
-            return Placement(self._live(arrival, device_ts, coarse), False)
+            return Placement(self.live(arrival, device_ts, coarse), False)
         if device_ts is not None and not coarse and self.offset is not None:
             t = device_ts + self.offset
             if t >= arrival - LIVE_TOLERANCE_S:
-                return Placement(self._live(arrival, device_ts, coarse), False)
+                return Placement(self.live(arrival, device_ts, coarse), False)
             last = self.last_t
             if last is None or t >= last - LIVE_TOLERANCE_S:
                 self.fine_in_backlog = True
-                return Placement(self._give(max(t, window[0]), arrival), False)
+                return Placement(self._give(t, arrival), False)
             if t >= last - OFFSET_JUMP_S:
                 return None  # measured before what we already placed: seen before
             # far earlier than anything placed: the device's clock jumped during the outage
-        if not untimed_late:
-            return Placement(self._live(arrival, None, False), False)
+        if not untimed_late or (self.last_t is None and window[0] is None):
+            return Placement(self.live(arrival), False)  # no outage known to place it in
         return Placement(self._estimate(arrival, device_ts if coarse else None, window), True)
 
     def end_catch_up(self) -> None:
@@ -87,7 +87,8 @@ class Timeline:
 
     # -- the rules ------------------------------------------------------------------------------
 
-    def _live(self, arrival: float, device_ts: float | None, coarse: bool) -> float:
+    def live(self, arrival: float, device_ts: float | None = None, coarse: bool = False) -> float:
+        """A live reading: timed by its arrival; it teaches the device's offset and cadence."""
         if device_ts is not None and not coarse:
             # follows drift and clock jumps alike: a live reading is the reference
             self.offset = arrival - device_ts
@@ -99,13 +100,20 @@ class Timeline:
         self.last_arrival = arrival
         return self._give(arrival, arrival)
 
+    def now(self, arrival: float) -> float:
+        """The event time of a live message that is not a reading (a sign of life, an LWT):
+        its arrival, kept in order, teaching nothing."""
+        return self._give(arrival, arrival)
+
     def _estimate(
-        self, arrival: float, minute_ts: float | None, window: tuple[float, float]
+        self, arrival: float, minute_ts: float | None, window: tuple[float | None, float]
     ) -> float:
         """In order inside the outage window, one cadence after the previous reading: a guess
         that keeps a periodic publisher's durations roughly right."""
         start, end = window
         last = self.last_t if self.last_t is not None else start
+        if last is None:  # nothing known of this device before the outage: take it as live
+            return self.live(arrival)
         if self.fine_in_backlog:
             # the same change seen on a second topic, next to a fine reading: same moment
             t = last
