@@ -277,9 +277,12 @@ class Intake:
                 await self._failed(str(exc), now)
                 return
             self._committed(group)
-        if self.store_error is not None or not self._pending():
+        if self.store_error is not None:
             return
         group = self._group
+        if not self._pending():
+            group.since = None  # nothing to commit: no window runs
+            return
         due = (
             self._stopping
             or group.unacked >= EARLY_ACKS

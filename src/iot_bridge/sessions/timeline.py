@@ -22,8 +22,9 @@ from typing import Any
 LIVE_TOLERANCE_S = 2.0
 """A reading whose device time, translated, is within this of its arrival is live."""
 OFFSET_JUMP_S = 30.0
-"""A late reading this much earlier than the device's last placed reading is not a reading
-seen twice but a clock that jumped (a reboot without NTP, a time-zone change)."""
+"""A late reading that translates to no later than the last one applied was seen before (the
+broker redelivers what was not acknowledged); this much earlier, it is not a reading seen
+twice but a clock that jumped (a reboot without NTP, a time-zone change)."""
 COARSE_STEP_S = 60.0  # Shelly minute_ts: the reading lies in [minute_ts, minute_ts + 60)
 DEFAULT_CADENCE_S = 1.0
 """Spacing for late readings without a time before the device's own cadence is known."""
@@ -44,6 +45,7 @@ class Timeline:
 
     offset: float | None = None  # bridge time - device time, from live fine readings
     last_t: float | None = None  # the last event time given out
+    last_fine: float | None = None  # the translated time of the last fine reading applied
     cadence: float = DEFAULT_CADENCE_S  # typical seconds between live readings
     last_arrival: float | None = None  # arrival of the last live reading
     fine_in_backlog: bool = False  # this catch-up has placed a fine reading of this device
@@ -69,15 +71,16 @@ class Timeline:
             return Placement(self.live(arrival, device_ts, coarse), False)
         if device_ts is not None and not coarse and self.offset is not None:
             t = device_ts + self.offset
-            if t >= arrival - LIVE_TOLERANCE_S:
-                return Placement(self.live(arrival, device_ts, coarse), False)
-            last = self.last_t
-            if last is None or t >= last - LIVE_TOLERANCE_S:
+            last = self.last_fine
+            if last is not None and last - OFFSET_JUMP_S <= t <= last:
+                return None  # measured no later than the last one applied: seen before
+            if last is None or t > last:
+                if t >= arrival - LIVE_TOLERANCE_S:
+                    return Placement(self.live(arrival, device_ts, coarse), False)
                 self.fine_in_backlog = True
+                self.last_fine = t
                 return Placement(self._give(t, arrival), False)
-            if t >= last - OFFSET_JUMP_S:
-                return None  # measured before what we already placed: seen before
-            # far earlier than anything placed: the device's clock jumped during the outage
+            # far earlier than anything applied: the device's clock jumped during the outage
         if not untimed_late or (self.last_t is None and window[0] is None):
             return Placement(self.live(arrival), False)  # no outage known to place it in
         return Placement(self._estimate(arrival, device_ts if coarse else None, window), True)
@@ -90,8 +93,10 @@ class Timeline:
     def live(self, arrival: float, device_ts: float | None = None, coarse: bool = False) -> float:
         """A live reading: timed by its arrival; it teaches the device's offset and cadence."""
         if device_ts is not None and not coarse:
-            # follows drift and clock jumps alike: a live reading is the reference
+            # follows drift and clock jumps alike: a live reading is the reference, and with
+            # it the newest reading applied maps exactly onto its own arrival
             self.offset = arrival - device_ts
+            self.last_fine = arrival
         last = self.last_arrival
         if last is not None:
             gap = arrival - last
@@ -142,6 +147,7 @@ class Timeline:
         return {
             "offset": self.offset,
             "last_t": self.last_t,
+            "last_fine": self.last_fine,
             "cadence": self.cadence,
             "last_arrival": self.last_arrival,
         }
@@ -153,6 +159,7 @@ class Timeline:
         return cls(
             offset=doc.get("offset"),
             last_t=doc.get("last_t"),
+            last_fine=doc.get("last_fine"),
             cadence=float(doc.get("cadence") or DEFAULT_CADENCE_S),
             last_arrival=doc.get("last_arrival"),
         )
