@@ -533,3 +533,67 @@ def test_generic_units_and_bare_number() -> None:
     assert parse("t", b"-3", ParserOptions()) == Reading(-3.0)
     nested = b'{"params":{"switch:0":{"apower":11.5}}}'
     assert parse("t", nested, ParserOptions(power_path="params.switch:0.apower")) == Reading(11.5)
+
+
+# -- hostile input: nesting, sizes and numbers no plug sends ----------------------------------
+
+_PLACES = [
+    # where each family looks, so the nesting is reached by the code that reads it
+    lambda deep: {"apower": deep},
+    lambda deep: {"aenergy": deep},
+    lambda deep: {"method": "NotifyStatus", "params": {"ts": 1.0, "switch:0": deep}},
+    lambda deep: {"method": "NotifyStatus", "params": {"pm1:0": {"apower": deep}}},
+    lambda deep: {"result": {"switch:0": deep}},
+    lambda deep: {"ENERGY": deep},
+    lambda deep: {"ENERGY": {"Power": deep}},
+    lambda deep: {"StatusSNS": {"ENERGY": deep}},
+    lambda deep: {"ANALOG": {"CTEnergy1": deep}},
+    lambda deep: {"meters": [deep]},
+    lambda deep: {"power": deep},
+    lambda deep: deep,
+]
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    if kind == "list":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [64, 1000, 5000, 60_000])
+@pytest.mark.parametrize("kind", ["list", "object"])
+@pytest.mark.parametrize("parser_type", sorted(PARSERS))
+def test_deep_nesting_is_refused_or_read_never_raised(
+    parser_type: str, kind: str, depth: int
+) -> None:
+    """A ~2 KB payload nested 1000 deep once crashed the fast decoder with RecursionError."""
+    marker = b"123456789"
+    for place in _PLACES:
+        payload = orjson.dumps(place(marker.decode())).replace(b'"123456789"', _nested(depth, kind))
+        for topic in TOPICS[parser_type]:
+            options = ParserOptions(power_path="power")
+            try:
+                result = PARSERS[parser_type].parse(topic, payload, options)
+            except ParseError:
+                continue
+            _check(result)
+
+
+@pytest.mark.parametrize(
+    "number", [b"1e308", b"-1e308", b"18446744073709551615", b"1" + b"0" * 400, b"-0", b"1e-320"]
+)
+@pytest.mark.parametrize("parser_type", sorted(PARSERS))
+def test_huge_and_odd_numbers_are_numbers_or_errors(parser_type: str, number: bytes) -> None:
+    for place in _PLACES:
+        payload = orjson.dumps(place("X")).replace(b'"X"', number)
+        for topic in TOPICS[parser_type]:
+            try:
+                result = PARSERS[parser_type].parse(topic, payload, ParserOptions())
+            except ParseError:
+                continue
+            _check(result)
+        try:  # bare text payloads (Gen1, generic)
+            result = PARSERS[parser_type].parse(TOPICS[parser_type][0], number, ParserOptions())
+        except ParseError:
+            continue
+        _check(result)
