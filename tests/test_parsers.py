@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -537,7 +538,7 @@ def test_generic_units_and_bare_number() -> None:
 
 # -- hostile input: nesting, sizes and numbers no plug sends ----------------------------------
 
-_PLACES = [
+_PLACES: list[Callable[[Any], Any]] = [
     # where each family looks, so the nesting is reached by the code that reads it
     lambda deep: {"apower": deep},
     lambda deep: {"aenergy": deep},
