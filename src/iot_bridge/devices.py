@@ -16,6 +16,7 @@ from typing import Any
 from iot_bridge.errors import ConfigError
 from iot_bridge.parsers import PARSERS, ParserOptions
 from iot_bridge.parsers.base import DEFAULT_MAX_POWER_W, ENERGY_TO_WH
+from iot_bridge.topics import filter_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,7 @@ def device_from_json(obj: object) -> DeviceConfig:
             raise ConfigError(
                 f"parser_type {parser_type!r} is unknown (known: {', '.join(sorted(PARSERS))})"
             )
-        return DeviceConfig(
+        device = DeviceConfig(
             device_id=device_id,
             mqtt_topic=topic,
             parser_type=parser_type,
@@ -165,6 +166,13 @@ def device_from_json(obj: object) -> DeviceConfig:
             session=session_config_from_json(obj.get("session_config")),
             parser=parser_options_from_json(obj.get("parser_config")),
         )
+        # the configured topic and what its parser family adds (online, events/rpc ...)
+        for topic_filter in (topic, *device.subscriptions()):
+            problem = filter_problem(topic_filter)
+            if problem is not None:
+                shown = topic_filter if len(topic_filter) <= 80 else topic_filter[:77] + "..."
+                raise ConfigError(f"mqtt_topic {shown!r} {problem}")
+        return device
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
