@@ -53,19 +53,6 @@ def test_broker_restart_does_not_end_a_session(
     assert_sessions_whole(odoo)
 
 
-def test_messages_published_while_the_bridge_is_down_are_delivered(
-    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
-) -> None:
-    """Persistent session: the broker queues QoS 1 readings for the stopped bridge (R4)."""
-    code, _ = bridge.terminate()
-    assert code == 0
-    readings = [frame("beta", 300.0 + i, 100.0 + i) for i in range(40)]
-    publish(broker, readings)
-    bridge.start()
-    wait_until(lambda: metric(bridge.metrics(), "iot_bridge_messages_total") >= 40, 10)
-    assert metric(bridge.metrics(), "iot_bridge_messages_total") == 40
-
-
 def test_resubscribes_after_a_session_less_reconnect(
     tmp_path: object, odoo: FakeOdoo, bridge_factory: BridgeFactory
 ) -> None:

@@ -47,6 +47,7 @@ class Timeline:
     last_t: float | None = None  # the last event time given out
     last_fine: float | None = None  # the translated time of the last fine reading applied
     cadence: float = DEFAULT_CADENCE_S  # typical seconds between live readings
+    cadence_n: int = 0  # gaps it was learned from
     last_arrival: float | None = None  # arrival of the last live reading
     fine_in_backlog: bool = False  # this catch-up has placed a fine reading of this device
 
@@ -101,7 +102,9 @@ class Timeline:
         if last is not None:
             gap = arrival - last
             if CADENCE_MIN_GAP_S <= gap <= CADENCE_MAX_GAP_S:
-                self.cadence += (gap - self.cadence) * 0.2
+                # a mean of the first gaps, then a moving average that follows changes
+                self.cadence_n += 1
+                self.cadence += (gap - self.cadence) / min(self.cadence_n, 5)
         self.last_arrival = arrival
         return self._give(arrival, arrival)
 
@@ -149,6 +152,7 @@ class Timeline:
             "last_t": self.last_t,
             "last_fine": self.last_fine,
             "cadence": self.cadence,
+            "cadence_n": self.cadence_n,
             "last_arrival": self.last_arrival,
         }
 
@@ -161,5 +165,6 @@ class Timeline:
             last_t=doc.get("last_t"),
             last_fine=doc.get("last_fine"),
             cadence=float(doc.get("cadence") or DEFAULT_CADENCE_S),
+            cadence_n=int(doc.get("cadence_n") or 0),
             last_arrival=doc.get("last_arrival"),
         )
