@@ -1,4 +1,4 @@
-"""The session detector against ``shared/spec/sessions.md``: one test per table row, the
+"""The session detector against ``docs/sessions.md``: one test per table row, the
 original's scenarios, the awkward cases, and hypothesis over random reading streams."""
 
 from __future__ import annotations
