@@ -21,6 +21,7 @@ import orjson
 from iot_bridge.devices import DeviceSet, device_from_json
 from iot_bridge.errors import ConfigError, ParseError
 from iot_bridge.parsers import PARSERS, ParserOptions
+from iot_bridge.parsers.base import ENERGY_TO_WH
 
 if TYPE_CHECKING:
     from iot_bridge.settings import Settings
@@ -229,7 +230,7 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, default=0)
     p.add_argument("--power-path", default="power", help="generic parser: dotted power path")
     p.add_argument("--energy-path", default=None, help="generic parser: dotted energy path")
-    p.add_argument("--energy-unit", default="Wh", choices=["Wh", "kWh", "Wmin"])
+    p.add_argument("--energy-unit", default="Wh", choices=sorted(ENERGY_TO_WH))
     p.set_defaults(func=commands["parse"])
     return ap
 
