@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from iot_bridge.errors import ParseError
 from iot_bridge.parsers import PARSERS, ParserOptions, Reading
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, device_seconds
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = FIXTURES / "payloads"
@@ -61,6 +61,8 @@ def _assert_reading(result: Reading | None, expect: dict[str, Any]) -> None:
         want = expect[field]
         if want is None or isinstance(want, bool):
             assert got[field] is want, field
+        elif isinstance(want, str):
+            assert got[field] == want, field
         else:
             assert got[field] == pytest.approx(want, rel=1e-9, abs=1e-9), field
 
@@ -455,8 +457,9 @@ DUAL = b'{"Time":"2020","ENERGY":{"Total":[2.813,0.254],"Power":[52,5],"Voltage"
 def test_tasmota_array_channels(channel: int, expected: Reading) -> None:
     result = PARSERS["tasmota"].parse("tele/dual/SENSOR", DUAL, ParserOptions(channel=channel))
     assert result is not None
-    for field in FIELDS:
+    for field in FIELDS[:5]:
         assert getattr(result, field) == pytest.approx(getattr(expected, field))
+    assert result.device_ts == json.loads(DUAL)["Time"]  # as sent; seconds only when needed
 
 
 def test_tasmota_phase_dict_picks_the_channel() -> None:
@@ -598,3 +601,22 @@ def test_huge_and_odd_numbers_are_numbers_or_errors(parser_type: str, number: by
         except ParseError:
             continue
         _check(result)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (1661517385.44, 1661517385.44),
+        (1.61, 1.61),  # Shelly before NTP: seconds since boot, still a clock
+        (1526991820, 1526991820.0),
+        ("2018-05-22T12:23:40", 1526991820.0),  # Tasmota local time, read as UTC
+        ("2018-05-22T14:23:40+02:00", 1526991820.0),  # a zone is what it says
+        ("2018-05-22T12:23:40.250", 1526991820.25),
+        ("", None),
+        ("2018-13-22T12:23:40", None),
+        ("yesterday at noon", None),
+        (float("inf"), None),
+    ],
+)
+def test_device_seconds(value: float | str, seconds: float | None) -> None:
+    assert device_seconds(value) == seconds

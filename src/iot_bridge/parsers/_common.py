@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from iot_bridge.errors import ParseError
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Reading
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, DeviceTime, Reading
 
 SIGN_OF_LIFE = Reading()
 """A message from the metered channel that carries no value we normalise (resets the timeout)."""
@@ -28,7 +28,7 @@ def reading(
     voltage_v: float | None = None,
     current_a: float | None = None,
     *,
-    device_ts: float | None = None,
+    device_ts: DeviceTime | None = None,
     coarse: bool = False,
 ) -> Reading:
     """``Reading(power_w, energy_wh, voltage_v, current_a, None, device_ts, coarse)``, built
@@ -39,7 +39,9 @@ def reading(
     return r
 
 
-def with_time(r: Reading | None, device_ts: float | None, coarse: bool = False) -> Reading | None:
+def with_time(
+    r: Reading | None, device_ts: DeviceTime | None, coarse: bool = False
+) -> Reading | None:
     """``r`` carrying the device's time (readings only: ``None`` stays ``None``)."""
     if r is None or device_ts is None:
         return r

@@ -8,10 +8,12 @@ never lets another exception type escape for bad input.
 Fields a frame does not carry stay ``None``: a Shelly delta frame with only ``voltage`` is a sign
 of life, not a 0 W reading. The session detector keeps the last known power for such frames.
 
-``device_ts`` is the time the device put in the message, in *its* clock (Unix-like seconds,
-possibly since boot, possibly local time read as UTC): the bridge translates it to its own clock
-(``sessions/timeline.py``) to time readings that arrive late. ``coarse`` marks a time that only
-names the minute the reading fell in (Shelly ``aenergy.minute_ts``).
+``device_ts`` is the time the device put in the message, as it put it, in *its* clock: Unix-like
+seconds (possibly since boot) or an ISO local time without a zone (Tasmota). It is kept as sent
+and turned into seconds (:func:`device_seconds`) only when the bridge needs it, to time readings
+that arrive late (``sessions/timeline.py``): live readings, nearly all of them, never pay for
+the conversion. ``coarse`` marks a time that only names the minute the reading fell in (Shelly
+``aenergy.minute_ts``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, NamedTuple
 
 from iot_bridge.errors import ParseError
@@ -33,6 +36,30 @@ EnergyUnit = Literal["Wh", "kWh", "Wmin"]
 ENERGY_TO_WH: dict[str, float] = {"Wh": 1.0, "kWh": 1000.0, "Wmin": 1.0 / 60.0}
 
 
+DeviceTime = float | str
+_EPOCH = datetime(1970, 1, 1)
+
+
+def device_seconds(value: DeviceTime) -> float | None:
+    """A device time as seconds: numbers as they are, an ISO time without a zone as if it were
+    UTC (the device's offset absorbs its zone), one with a zone as what it says; anything
+    unusable is ``None`` (no time, the reading still counts)."""
+    if type(value) is float or type(value) is int:
+        return float(value) if math.isfinite(value) else None
+    if type(value) is not str or len(value) < 19:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(value[:19])
+        except ValueError:
+            return None
+    if dt.tzinfo is not None:
+        return dt.timestamp()
+    return (dt - _EPOCH).total_seconds()
+
+
 class Reading(NamedTuple):
     """A device message normalised to SI-ish units; ``None`` = the message did not say.
 
@@ -45,10 +72,10 @@ class Reading(NamedTuple):
     voltage_v: float | None = None
     current_a: float | None = None
     online: bool | None = None
-    device_ts: float | None = None
+    device_ts: DeviceTime | None = None
     coarse: bool = False
 
-    def as_dict(self) -> dict[str, float | bool | None]:
+    def as_dict(self) -> dict[str, float | str | bool | None]:
         return {
             "power_w": self.power_w,
             "energy_wh": self.energy_wh,

@@ -44,6 +44,7 @@ import msgspec
 from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import (
     SIGN_OF_LIFE,
+    _tuple_new,
     bool_text,
     dedupe,
     loads,
@@ -99,13 +100,18 @@ def _fast_meter(payload: bytes) -> Reading | None:
     energy = minute = None
     if ae is not _UNSET:
         energy = None if ae.total is _UNSET else ae.total
-        minute = None if ae.minute_ts is _UNSET else _time(ae.minute_ts)
+        m_ts = ae.minute_ts
+        minute = None if m_ts is _UNSET or not 0 <= m_ts < 1e11 else m_ts  # as _time() checks
     power = None if m.apower is _UNSET else m.apower
     voltage = None if m.voltage is _UNSET else m.voltage
     current = None if m.current is _UNSET else m.current
     if power is None and energy is None and voltage is None and current is None:
         return None
-    return reading(power, energy, voltage, current, device_ts=minute, coarse=minute is not None)
+    # Reading(...) built the fast way (see _common.reading): this runs for every status frame
+    r: Reading = _tuple_new(
+        Reading, (power, energy, voltage, current, None, minute, minute is not None)
+    )
+    return r
 
 
 def _keys(channel: int) -> dict[str, int]:

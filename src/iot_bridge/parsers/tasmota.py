@@ -36,7 +36,6 @@ outside the list / dict is a :class:`ParseError` (a misconfigured channel should
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -46,6 +45,7 @@ from iot_bridge.parsers._common import (
     OFFLINE,
     ONLINE,
     SIGN_OF_LIFE,
+    _tuple_new,
     bool_text,
     dedupe,
     loads_object,
@@ -86,18 +86,10 @@ def _field(energy: dict[str, Any], key: str, channel: int) -> float | None:
     raise ParseError(f"ENERGY.{key} must be a number, list or object, got {t.__name__}")
 
 
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _local_time(value: Any) -> float | None:
-    """``Time`` as seconds since the epoch, reading the device's local time as UTC; a missing
-    or malformed time is no time (the reading itself still counts)."""
-    if type(value) is not str or len(value) < 19:
-        return None
-    try:
-        return (datetime.fromisoformat(value[:19]) - _EPOCH).total_seconds()
-    except ValueError:
-        return None
+def _time(obj: dict[str, Any]) -> str | None:
+    """``Time`` as the device sent it (converted only if the bridge ever needs it)."""
+    value = obj.get("Time")
+    return value if type(value) is str else None
 
 
 def _ct_energy(obj: dict[str, Any], channel: int) -> Reading | None:
@@ -132,7 +124,7 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     energy = obj.get("ENERGY")
     if type(energy) is not dict:
         if energy is None and "ENERGY" not in obj:
-            return with_time(_ct_energy(obj, channel), _local_time(obj.get("Time")))
+            return with_time(_ct_energy(obj, channel), _time(obj))
         raise ParseError(f"ENERGY must be a JSON object, got {type(energy).__name__}")
     # Inlined fast path for plain numbers (orjson floats are always finite); lists, dicts,
     # absent keys and errors go through _field.
@@ -149,13 +141,13 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     t = type(v)
     current = v if t is float else float(v) if t is int else _field(energy, "Current", channel)
     if power is None and total is None and voltage is None and current is None:
-        return with_time(SIGN_OF_LIFE, _local_time(obj.get("Time")))
+        return with_time(SIGN_OF_LIFE, _time(obj))
     return reading(
         power,
         None if total is None else total * 1000.0,
         voltage,
         current,
-        device_ts=_local_time(obj.get("Time")),
+        device_ts=_time(obj),
     )
 
 
@@ -203,8 +195,9 @@ def _fast_sensor(payload: bytes) -> Reading | None:
     current = None if e.Current is _UNSET else e.Current
     if power is None and total is None and voltage is None and current is None:
         return None
-    ts = None if sensor.Time is _UNSET else _local_time(sensor.Time)
-    return reading(power, total, voltage, current, device_ts=ts)
+    ts = None if sensor.Time is _UNSET else sensor.Time
+    r: Reading = _tuple_new(Reading, (power, total, voltage, current, None, ts, False))
+    return r
 
 
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:

@@ -221,7 +221,7 @@ class Intake:
             if msg.packet_id is not None:
                 acks.append(msg.packet_id)
             if debug:
-                self._log_message(msg.topic)
+                self._log_message(msg.topic, msg.payload)
         for big in batch.oversize:
             self.pipeline.oversize(big.topic, big.size)
             if big.packet_id is not None:
@@ -233,9 +233,9 @@ class Intake:
         group.unacked = sum(len(ids) for ids in group.acks.values())
         self._mark(at)
 
-    def _log_message(self, topic: str) -> None:
-        """The original's DEBUG line, for messages that carried a power value."""
-        power = self.pipeline.last_message_power
+    def _log_message(self, topic: str, payload: bytes) -> None:
+        """The original's DEBUG line; messages without a power value say so."""
+        power = self.pipeline.power_in(topic, payload)
         if power is None:
             log.debug("Message received: topic=%s (no power value)", topic)
         else:

@@ -98,6 +98,10 @@ class _Device:
         self.online: bool | None = None
 
 
+def _implausible(power: float, bound: float) -> ParseError:
+    return ParseError(f"power {power:g} W is beyond the plausibility bound of {bound:g} W")
+
+
 def _restore(
     device_id: str, config: SessionConfig, doc: Mapping[str, Any] | None
 ) -> tuple[SessionDetector, Timeline]:
@@ -129,7 +133,6 @@ class Pipeline:
         self._window: tuple[float | None, float] | None = None  # outage being caught up
         self._outage: tuple[float | None, bool] | None = None  # (since, observed) while down
         self._untimed_late = True  # the broker returned our marker the last time
-        self.last_message_power: float | None = None  # of the last message handled (debug log)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -254,7 +257,6 @@ class Pipeline:
         This is the hot path (every message of every device): keep it flat."""
         stats = self.stats
         stats.messages += 1
-        self.last_message_power = None
         targets = self._routes.get(topic)
         if targets is None:
             try:
@@ -269,13 +271,31 @@ class Pipeline:
             stats.unrouted += 1
             return _NO_EVENTS
         events = _NO_EVENTS
+        window = self._window
         for device in targets:
             try:
                 reading = device.parse(topic, payload, device.options)
                 if retain:
                     more = self._retained(device, reading, arrival)
-                else:
+                elif window is not None or reading is None or reading.power_w is None:
                     more = self._reading(device, topic, reading, arrival)
+                else:
+                    # the common case, inline: a live power reading
+                    power = reading.power_w
+                    bound = device.max_power_w
+                    if not -bound <= power <= bound:
+                        raise _implausible(power, bound)
+                    device.online = True
+                    device.timeline.live(arrival, reading.device_ts, reading.coarse)
+                    det = device.detector
+                    transitions = det.transitions
+                    more = det.handle_reading(arrival, power, reading.energy_wh)
+                    if self.forward_measurements:
+                        measured = self._measurement(device.device_id, topic, reading, arrival)
+                        more = (*more, measured)
+                    self.dirty.add(device.device_id)
+                    if det.transitions != transitions:
+                        self._schedule(device, arrival)  # deadlines move earlier only here
             except ParseError as exc:
                 self._error(device, topic, str(exc))
                 continue
@@ -289,46 +309,42 @@ class Pipeline:
     def _reading(
         self, device: _Device, topic: str, reading: Reading | None, arrival: float
     ) -> tuple[Event, ...]:
+        """Everything but a live power reading: signs of life, online states, and readings
+        that arrive while the bridge catches up."""
         det = device.detector
-        timeline = device.timeline
         window = self._window
         transitions = det.transitions
+        # a message without a time of its own is placed with the device's last one while
+        # catching up (it must not move the device's order), else at its arrival
+        t = arrival if window is None or det.last_seen is None else det.last_seen
         if reading is None or reading.power_w is None:
             if reading is not None and reading.online is not None:
                 device.online = reading.online
                 if reading.online is False:
-                    last = timeline.last_t
-                    t = timeline.now(arrival) if window is None or last is None else last
                     more = det.handle_offline(t)
                     self._after(device, det, transitions, arrival)
                     return more
-            # a well-formed frame without power: a sign of life, placed without a time of its
-            # own (it must not move the device's timeline while catching up)
+            # a well-formed frame without power: a sign of life
             if reading is None:
                 self.stats.not_readings += 1
-            if window is None:
-                t = timeline.now(arrival)
-            else:
-                t = timeline.last_t if timeline.last_t is not None else arrival
             energy = None if reading is None else reading.energy_wh
             more = det.handle_reading(t, None, energy)
             self._after(device, det, transitions, arrival)
             return more
         power = reading.power_w
         if not -device.max_power_w <= power <= device.max_power_w:
-            raise ParseError(
-                f"power {power:g} W is beyond the plausibility bound of {device.max_power_w:g} W"
-            )
+            raise _implausible(power, device.max_power_w)
         device.online = True
-        self.last_message_power = power
+        estimated = False
         if window is None:
-            t = timeline.live(arrival, reading.device_ts, reading.coarse)
-            estimated = False
+            device.timeline.live(arrival, reading.device_ts, reading.coarse)
+            t = arrival
         else:
-            placed = timeline.place(
+            placed = device.timeline.place(
                 arrival,
                 reading.device_ts,
                 reading.coarse,
+                last=det.last_seen,
                 window=window,
                 untimed_late=self._untimed_late,
             )
@@ -498,3 +514,16 @@ class Pipeline:
                 )
             )
         return out
+
+    def power_in(self, topic: str, payload: bytes) -> float | None:
+        """The power a message carries for the first device behind its topic (the DEBUG log
+        line; parses again, so it stays off the hot path)."""
+        targets = self._routes.get(topic) or []
+        if not targets:
+            return None
+        device = targets[0]
+        try:
+            reading = device.parse(topic, payload, device.options)
+        except Exception:  # the message's error was counted when it was handled
+            return None
+        return None if reading is None else reading.power_w

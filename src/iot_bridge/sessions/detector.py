@@ -177,8 +177,13 @@ class SessionDetector:
         estimated: bool = False,
     ) -> tuple[Event, ...]:
         """A message the device sent at ``now`` (event time); ``power_w=None`` is a sign of life
-        only. ``estimated``: the reading came late and without a usable device time."""
+        only. ``estimated``: the reading came late and without a usable device time. A time
+        before the device's last message (the wall clock stepped back) counts as that moment:
+        one device's time never goes backwards."""
         b = self._b
+        last = b.last_seen
+        if last is not None and now < last:
+            now = last
         state = b.state
         cfg = self.config
         if state is State.IDLE:
