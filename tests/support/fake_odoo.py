@@ -444,7 +444,8 @@ class FakeOdoo:
             self._drop_next += n
 
     def reject_device(self, device_id: str, status: int = 400) -> None:
-        """Events of ``device_id`` get ``status`` (400 invalid_event, 404 unknown_device, ...)."""
+        """Events of ``device_id`` get ``status`` (400 invalid_event, 404 unknown_device,
+        409 conflict, or any other status for the whole request)."""
         with self._lock:
             self._rejected[device_id] = status
 
@@ -625,7 +626,7 @@ class FakeOdoo:
             for event in events:
                 if isinstance(event, dict) and validate_event(event) is None:
                     code = self._rejected.get(event["device_id"])
-                    if code is not None and code not in (400, 404):
+                    if code is not None and code not in (400, 404, 409):
                         return _Answer(code, _error_body(code))
             for event in events:
                 status, uid, detail = self._store(bridge, event)
@@ -647,6 +648,8 @@ class FakeOdoo:
         known = any(d.get("device_id") == device_id for d in self._devices_of(bridge))
         if rejected == 404 or not known:
             return "unknown_device", uid, f"device {device_id!r} is not known to this bridge"
+        if rejected == 409:
+            return "conflict", uid, "event_uid is already stored for another device or bridge"
         if rejected is not None:
             return str(rejected), uid, None
         assert uid is not None  # validate_event checked it
