@@ -547,13 +547,6 @@ def test_body_over_the_limit_is_413_and_stores_nothing(
     assert_created(api.post_event(event), event["event_uid"])  # nothing was stored
 
 
-def test_body_over_the_limit_without_a_token_is_401(api: Api) -> None:
-    resp = api.request(
-        "POST", "/ows/iot/events", body=b"[" + b" " * MAX_BODY_BYTES + b"]", token=None
-    )
-    assert_unauthorized(resp)
-
-
 # --------------------------------------------------------------------------- conflicts
 # Ids belong to the bridge and device that stored them first; a claim by another is 409.
 
