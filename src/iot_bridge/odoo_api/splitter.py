@@ -5,9 +5,9 @@ that Odoo cannot take (a bug on its side, data it cannot store). One answer cann
 apart; what Odoo does with *other* events can. So after :data:`SPLIT_AFTER` failures of the same
 batch the splitter starts a hunt:
 
-- **Probe.** Before a failing window is blamed, one event outside it is sent alone (the newest
-  pending one, else the window's last). If Odoo refuses that too, Odoo is down: the delivery
-  backs off as usual and nothing is split, however long the outage lasts.
+- **Probe.** Before a failing window is blamed, one other event is sent alone (the newest
+  pending one first; after a failed probe the next one). If Odoo refuses that too, Odoo is down:
+  the delivery backs off as usual and nothing is split, however long the outage lasts.
 - **Halve.** Once Odoo has taken something since the last failure (a probe, or a window that
   went through), a failing window is halved and sent again at once. Windows that go through are
   delivered; the hunt moves on with the next window of the same size.
@@ -16,9 +16,9 @@ batch the splitter starts a hunt:
   rest flows in full batches again.
 
 If that one event ever goes through, the failures were an outage after all and the hunt ends.
-It also ends once every event of the batch that kept failing is done. Limit: two neighbouring
-events that each break Odoo, where the probe also hits one of them, look like an outage; delivery
-then keeps backing off (nothing is lost or wrongly dead-lettered, and ``/health`` shows it).
+It also ends once every event of the batch that kept failing is done. A suspect that is the only
+event pending is never blamed (nothing else can show that Odoo takes events); it is retried with
+the back-off until other events arrive, and blocks nothing meanwhile.
 
 Pure: sequence numbers in, decisions out; the delivery loop does the I/O and the waiting.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iot_bridge.outbox.store import Pending
 
@@ -50,6 +50,7 @@ class _Hunt:
     proven: bool = False  # Odoo took a request since the last failure
     probing: bool = True  # the next request is a probe
     halve: bool = True  # the window failed without proof: halve it once a probe goes through
+    failed_probes: set[int] = field(default_factory=set)  # seqs that failed as probes
     blamed: int = 0  # failures of the lone suspect (window 1), each with proof
 
 
@@ -74,12 +75,17 @@ class BatchSplitter:
             return list(rows[:batch])
         window = list(rows[: h.window])
         if h.probing:
-            if len(rows) > len(window):
+            # any event but a lone suspect, newest first; a probe that failed moves on to the
+            # next one, so one more event that breaks Odoo cannot block the probing
+            others = window if len(window) > 1 else []
+            candidates = [*reversed(rows[len(window) :]), *reversed(others)]
+            untried = [r for r in candidates if r.seq not in h.failed_probes]
+            if candidates and not untried:
+                h.failed_probes.clear()  # every one failed: an outage; start over
+                untried = candidates
+            if untried:
                 self._sent_probe = True
-                return [rows[-1]]
-            if len(window) > 1:
-                self._sent_probe = True
-                return [window[-1]]
+                return [untried[0]]
         return window
 
     def drained(self) -> None:
@@ -111,7 +117,8 @@ class BatchSplitter:
             return Verdict.BACK_OFF
         if self._sent_probe:
             h.proven = False
-            return Verdict.BACK_OFF  # Odoo takes nothing: an outage
+            h.failed_probes.add(sent[0].seq)
+            return Verdict.BACK_OFF  # Odoo takes nothing: an outage (or the probe breaks it too)
         if not h.proven:
             if len(sent) == 1 and h.window == 1 and not self._can_probe(sent):
                 return Verdict.BACK_OFF  # a lone event with nothing to compare: it blocks nothing
