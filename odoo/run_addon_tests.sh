@@ -90,8 +90,8 @@ echo "odoo addon tests: $ran passed, 0 failed"
 echo "== odoo: seeding two bridges"
 "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" shell "${ODOO_ARGS[@]}" --no-http \
     <"$REPO/odoo/seed_contract.py" >"$WORK/seed.out" 2>"$WORK/seed.log"
-grep -E "^CONTRACT_(ODOO_TOKEN|DEVICE_ID|FOREIGN_DEVICE_ID)=" "$WORK/seed.out" >"$WORK/contract.env"
-if [[ "$(wc -l <"$WORK/contract.env")" -ne 3 ]]; then
+grep -E "^CONTRACT_(ODOO_TOKEN|DEVICE_ID|FOREIGN_DEVICE_ID|FOREIGN_TOKEN)=" "$WORK/seed.out" >"$WORK/contract.env"
+if [[ "$(wc -l <"$WORK/contract.env")" -ne 4 ]]; then
     echo "seeding failed" >&2
     cat "$WORK/seed.log" >&2
     exit 1

@@ -25,8 +25,9 @@ foreign = Device.create({
     "parser_type": "shelly_gen2",
 })
 token = ours._generate_token()
-theirs._generate_token()
+foreign_token = theirs._generate_token()
 env.cr.commit()  # noqa: F821
 print(f"CONTRACT_ODOO_TOKEN={token}")
 print(f"CONTRACT_DEVICE_ID={device.device_id}")
 print(f"CONTRACT_FOREIGN_DEVICE_ID={foreign.device_id}")
+print(f"CONTRACT_FOREIGN_TOKEN={foreign_token}")

@@ -53,4 +53,8 @@ if [ "$_profile" = dev ] && ! command -v mosquitto >/dev/null 2>&1 &&
     echo "bootstrap: installing mosquitto (the tests start their own broker)" >&2
     _apt_install mosquitto mosquitto-clients
 fi
+if [ "$_profile" = dev ] && ! command -v promtool >/dev/null 2>&1; then
+    echo "bootstrap: installing promtool (tests of the Prometheus alert rules)" >&2
+    _apt_install prometheus || echo "bootstrap: no promtool; the alert rule tests will skip" >&2
+fi
 export PATH="$_root/.venv/bin:$PATH:/usr/sbin"

@@ -111,10 +111,11 @@ def test_reconnects_back_off_on_the_clock_and_try_every_broker_in_turn() -> None
         task.cancel()
         t0 = attempts[0][0]
         gaps = [b[0] - a[0] for a, b in itertools.pairwise(attempts)]
-        # equal jitter: each wait lies in [ceiling / 2, ceiling], the ceiling doubling to 8 s
+        # iot_bridge.backoff: 1 s, then doubling with +-20 % jitter up to the 8 s cap (the fake
+        # clock moves in 1 s steps, so each wait is seen rounded up to the next second)
         for i, gap in enumerate(gaps[:5]):
-            ceiling = min(8.0, 2.0**i)
-            assert ceiling / 2 - 1.0 <= gap <= ceiling + 1.0, (i, gaps)
+            nominal = min(8.0, 2.0**i)
+            assert nominal * 0.8 - 0.01 <= gap <= nominal * 1.2 + 1.0, (i, gaps)
         assert attempts[-1][0] - t0 <= 40
         assert [p for _, p in attempts[:4]] == [dead[0].port, dead[1].port] * 2
         assert client.last_error is not None

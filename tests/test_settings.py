@@ -43,7 +43,7 @@ def test_defaults() -> None:
     assert s.odoo_timeout == 10.0
     assert s.devices_file == Path("/etc/devices.json")
     assert s.data_dir == Path("data")
-    assert (s.health_host, s.health_port) == ("0.0.0.0", 8080)
+    assert (s.health_host, s.health_port) == ("127.0.0.1", 8080)
     assert s.log_level == "INFO"
     assert s.config_refresh_interval == 300.0
     assert s.forward_measurements is False

@@ -93,11 +93,14 @@ def _settings() -> Settings | int:
 
 
 def setup_logging(level: str) -> None:
+    from iot_bridge.throttle import throttle_root_handlers
+
     logging.basicConfig(
         level=getattr(logging, level),
         format="%(asctime)s [%(levelname)s] %(message)s",
         stream=sys.stderr,
     )
+    throttle_root_handlers()  # a repeated error is one line per minute, with a count
 
 
 def cmd_run(args: argparse.Namespace) -> int:

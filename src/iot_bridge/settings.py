@@ -33,13 +33,16 @@ class Settings:
     mqtt_password: str | None = field(default=None, repr=False)
     mqtt_client_id: str = "iot-bridge"
     mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None  # client certificate (PEM, may hold the chain)
+    mqtt_key_file: Path | None = None  # its private key, if not in the certificate file
+    mqtt_key_password: str | None = field(default=None, repr=False)
     mqtt_keepalive: int = 30
     odoo_url: str | None = None
     odoo_token: str | None = field(default=None, repr=False)
     odoo_timeout: float = 10.0
     devices_file: Path | None = None
     data_dir: Path = Path("data")
-    health_host: str = "0.0.0.0"
+    health_host: str = "127.0.0.1"  # the container's check runs inside; Prometheus: 0.0.0.0
     health_port: int = 8080
     log_level: str = "INFO"
     config_refresh_interval: float = 300.0
@@ -47,6 +50,9 @@ class Settings:
     max_queue_age_s: float = 900.0  # /health turns 503 when the oldest queued event is older
     reconnect_max_s: float = 60.0
     mqtt_max_packet: int = DEFAULT_MAX_PACKET  # larger PUBLISHes are skipped unread, counted
+    odoo_down_after_s: float = 300.0  # /health turns 503 when Odoo failed for longer
+    dead_letter_warn_s: float = 86_400.0  # /health warns this long after a new dead letter
+    silent_after_s: float = 3600.0  # /health warns of a device topic silent this long
 
     @property
     def standalone(self) -> bool:
@@ -63,6 +69,12 @@ class Settings:
         ctx = ssl.create_default_context(
             cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None
         )
+        if self.mqtt_cert_file is not None:
+            ctx.load_cert_chain(
+                self.mqtt_cert_file,
+                self.mqtt_key_file,
+                password=self.mqtt_key_password.encode() if self.mqtt_key_password else b"",
+            )
         return ctx
 
 
@@ -108,6 +120,64 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in FALSE:
         return False
     raise SettingsError(f"{name} must be true or false, got {env.get(name)!r}")
+
+
+MQTT_STRING_MAX = 65535  # bytes: MQTT strings carry a two-byte length
+
+
+def _mqtt_string(name: str, value: str | None, *, text: bool = True) -> str | None:
+    """A client id, username or password as MQTT will send it: UTF-8, at most 65 535 bytes;
+    client id and username are MQTT UTF-8 strings, which must not contain NUL."""
+    if value is None:
+        return None
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise SettingsError(f"{name} is not valid UTF-8") from None
+    if size > MQTT_STRING_MAX:
+        raise SettingsError(f"{name} is {size} bytes in UTF-8; MQTT allows at most 65535")
+    if text and "\x00" in value:
+        raise SettingsError(f"{name} must not contain a NUL character")
+    return value
+
+
+def _tls_files(env: Mapping[str, str], tls: bool) -> tuple[Path | None, Path | None, str | None]:
+    """``MQTT_CERT_FILE``, ``MQTT_KEY_FILE``, ``MQTT_KEY_PASSWORD``, loaded once to prove that
+    they fit together (a wrong password or a key of another certificate fails here, in one
+    line, not at the first connect)."""
+    cert, key = _get(env, "MQTT_CERT_FILE"), _get(env, "MQTT_KEY_FILE")
+    password = env.get("MQTT_KEY_PASSWORD") or None
+    if cert is None:
+        for name, value in (("MQTT_KEY_FILE", key), ("MQTT_KEY_PASSWORD", password)):
+            if value is not None:
+                raise SettingsError(f"{name} needs MQTT_CERT_FILE (the client certificate)")
+        return None, None, None
+    if not tls:
+        raise SettingsError(
+            "MQTT_CERT_FILE needs an mqtts:// MQTT_URL (client certificates are TLS)"
+        )
+    for name, value in (("MQTT_CERT_FILE", cert), ("MQTT_KEY_FILE", key)):
+        if value is not None and not _readable(value):
+            raise SettingsError(f"{name} {value!r} is not a readable file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            cert, key, password=password.encode() if password else b""
+        )
+    except ssl.SSLError as exc:
+        what = "MQTT_KEY_PASSWORD does not decrypt the key, or " if password else ""
+        raise SettingsError(
+            f"MQTT_CERT_FILE/MQTT_KEY_FILE: {what}not a PEM certificate with its matching key"
+            f" ({exc.reason or exc.__class__.__name__})"
+        ) from None
+    return Path(cert), Path(key) if key else None, password
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def _parse_mqtt_url(raw: str) -> tuple[str, int, bool, str | None, str | None]:
@@ -160,21 +230,27 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if ca_file is not None and not Path(ca_file).is_file():
         raise SettingsError(f"MQTT_CA_FILE {ca_file!r} is not a readable file")
     client_id = _get(env, "MQTT_CLIENT_ID") or f"iot-bridge-{socket.gethostname()}"[:64]
+    cert_file, key_file, key_password = _tls_files(env, tls)
     return Settings(
         mqtt_host=host,
         mqtt_port=port,
         mqtt_tls=tls,
-        mqtt_username=_get(env, "MQTT_USERNAME") or url_user,
-        mqtt_password=_get(env, "MQTT_PASSWORD") or url_password,
-        mqtt_client_id=client_id,
+        mqtt_username=_mqtt_string("MQTT_USERNAME", _get(env, "MQTT_USERNAME") or url_user),
+        mqtt_password=_mqtt_string(
+            "MQTT_PASSWORD", _get(env, "MQTT_PASSWORD") or url_password, text=False
+        ),
+        mqtt_client_id=_mqtt_string("MQTT_CLIENT_ID", client_id) or client_id,
         mqtt_ca_file=Path(ca_file) if ca_file else None,
+        mqtt_cert_file=cert_file,
+        mqtt_key_file=key_file,
+        mqtt_key_password=key_password,
         mqtt_keepalive=int(_number(env, "MQTT_KEEPALIVE", 30, 1)),
         odoo_url=odoo_url.rstrip("/") if odoo_url else None,
         odoo_token=token,
         odoo_timeout=_number(env, "ODOO_TIMEOUT", 10.0, 0.1),
         devices_file=Path(devices_file) if devices_file else None,
         data_dir=Path(_get(env, "DATA_DIR") or "data"),
-        health_host=_get(env, "HEALTH_HOST") or "0.0.0.0",
+        health_host=_get(env, "HEALTH_HOST") or "127.0.0.1",
         health_port=_port(env, "HEALTH_PORT", 8080),
         log_level=level,
         config_refresh_interval=_number(env, "CONFIG_REFRESH_INTERVAL", 300.0, 1.0),
@@ -182,4 +258,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_queue_age_s=_number(env, "HEALTH_MAX_QUEUE_AGE", 900.0, 1.0),
         reconnect_max_s=_number(env, "MQTT_RECONNECT_MAX", 60.0, 0.1),
         mqtt_max_packet=_max_packet(env),
+        odoo_down_after_s=_number(env, "HEALTH_ODOO_DOWN_AFTER", 300.0, 1.0),
+        dead_letter_warn_s=_number(env, "HEALTH_DEAD_LETTER_WARN", 86_400.0, 1.0),
+        silent_after_s=_number(env, "HEALTH_SILENT_AFTER", 3600.0, 1.0),
     )

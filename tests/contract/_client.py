@@ -22,6 +22,7 @@ class Target:
     device_id: str
     foreign_device_id: str
     is_fake: bool
+    foreign_token: str = ""  # the token of the bridge that owns foreign_device_id
 
 
 @dataclass(frozen=True)

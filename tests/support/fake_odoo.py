@@ -5,8 +5,11 @@ It is the only stand-in for Odoo allowed in the project's tests. It runs a real 
 guarded by one lock, so tests can drive it from any thread.
 
 Besides the contract it has a few knobs for fault injection (``fail_next``, ``set_delay``,
-``drop_response_next``, ``reject_device``, ``set_batch_enabled``, ``set_token``) and read-outs for
-assertions (``stored_events``, ``stored_uids``, ``requests``, ``sessions``, ``wait_for``).
+``drop_response_next``, ``reject_device``, ``break_on``, ``set_batch_enabled``, ``set_body_limit``,
+``set_token``) and read-outs for assertions (``stored_events``, ``stored_uids``, ``requests``,
+``sessions``, ``wait_for``). ``other_bridges`` adds bridges with their own tokens and devices, so
+the contract's ownership rules (``409 conflict``) can be exercised; ``clock`` stamps requests
+with a test's simulated time.
 
 State survives ``stop()``/``start()``: a restarted fake binds the same port again and still has its
 events, like a real Odoo coming back after an outage.
@@ -30,16 +33,32 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["EVENT_TYPES", "MAX_BATCH", "FakeOdoo", "RequestRecord", "validate_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_BATCH",
+    "MAX_BODY_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "FakeOdoo",
+    "RequestRecord",
+    "validate_event",
+]
 
 CONFIG_PATH = "/ows/iot/config"
 EVENT_PATH = "/ows/iot/event"
 EVENTS_PATH = "/ows/iot/events"
 MAX_BATCH = 500
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_DEPTH = 32
+MAX_ABS_NUMBER = 1e15
 EVENT_TYPES = frozenset({"run_start", "run_stop", "power_measurement"})
 SESSION_EVENT_TYPES = frozenset({"run_start", "run_stop"})
+SESSION_NUMBERS = (
+    "power_w", "duration_s", "working_s", "standby_s", "energy_wh", "max_power_w", "avg_power_w",
+)  # fmt: skip
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_MAX_BODY = 64 * 1024 * 1024
+MAIN = "main"
+_DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,8 @@ class RequestRecord:
     ``status`` is the status code sent; it is 0 when the response was dropped on purpose
     (``drop_response_next``), then ``dropped`` is True. ``event_uids`` lists the string
     ``event_uid`` values found in the body (one for the single form, all of them for a batch).
-    ``t`` is ``time.monotonic()`` when the request line had been read.
+    ``t`` is the fake's ``clock()`` (``time.monotonic`` unless given) when the request line had
+    been read.
     """
 
     method: str
@@ -89,6 +109,45 @@ def validate_event(event: Any) -> str | None:
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id.strip():
             return f"{event_type} payload needs a non-empty string session_id"
+    reason = _check_values(event)
+    if reason is not None:
+        return reason
+    if len(json.dumps(payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
+        return f"payload is larger than {MAX_PAYLOAD_BYTES} bytes"
+    if event_type in SESSION_EVENT_TYPES:
+        return _check_session_fields(payload)
+    return None
+
+
+def _check_values(event: dict[str, Any]) -> str | None:
+    """No NUL in any string, every number finite and within +-1e15, nesting bounded."""
+    stack: list[tuple[Any, int]] = [(event, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "strings must not contain NUL characters"
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int | float):
+            if not (abs(value) <= MAX_ABS_NUMBER):  # NaN fails too
+                return f"numbers must be finite and within +-{MAX_ABS_NUMBER:g}"
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                return f"values must not be nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, dict):
+                stack.extend((k, depth + 1) for k in value)
+                stack.extend((v, depth + 1) for v in value.values())
+            else:
+                stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def _check_session_fields(payload: dict[str, Any]) -> str | None:
+    for key in SESSION_NUMBERS:
+        value = payload.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"payload.{key} must be a number or null"
     return None
 
 
@@ -97,6 +156,8 @@ def _error_body(status: int) -> dict[str, Any]:
         return {"error": "unauthorized"}
     if status == 404:
         return {"error": "not_found"}
+    if status == 413:
+        return {"error": "payload_too_large"}
     if status == 429:
         return {"error": "too_many_requests"}
     if status >= 500:
@@ -111,9 +172,13 @@ def _bump(version: str) -> str:
 @dataclass
 class _Answer:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str  # a str is sent as an HTML page (a proxy's, not the contract's)
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+
+
+def _html_page(status: int) -> str:
+    return f"<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>"
 
 
 class _Server(ThreadingHTTPServer):
@@ -151,18 +216,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """No per-request logging: the fake must be fast and quiet."""
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, limit: int) -> bytes | _TooLarge | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks: list[bytes] = []
+            total = 0
             while True:
                 line = self.rfile.readline(1024)
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
+                    return _TooLarge(total) if total > limit else b"".join(chunks)
+                total += size
+                data = self.rfile.read(size)
+                if total <= limit:
+                    chunks.append(data)
                 self.rfile.readline(1024)
+                if total > _DRAIN_LIMIT:
+                    return _TooLarge(total)
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             return b""
@@ -170,21 +241,36 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             return None
-        if length < 0 or length > _MAX_BODY:
+        if length < 0:
             return None
+        if length > limit:
+            # read what was sent (up to a bound) so the client sees the answer, not a reset
+            left, seen = min(length, _DRAIN_LIMIT), bytearray()
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                seen += chunk
+                left -= len(chunk)
+            return _TooLarge(length, _parse(bytes(seen))[1])
         return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
-        t = time.monotonic()
+        fake = self.server.fake
+        t = fake._clock()
         try:
-            body = self._read_body()
+            body = self._read_body(fake._body_limit())
         except (ValueError, OSError):
             body = None
         path = urlsplit(self.path).path
-        if body is None:
+        uids: list[str] = []
+        if isinstance(body, _TooLarge):
+            self.close_connection = body.length > _DRAIN_LIMIT  # the rest was not read
+            uids = body.uids
+            answer = fake._too_large(body.length, self.headers.get("Authorization"))
+        elif body is None:
             self.close_connection = True
             answer = _Answer(400, {"error": "invalid_event", "detail": "unreadable request body"})
-            uids: list[str] = []
         else:
             answer, uids = self.server.fake._dispatch(
                 self.command, path, self.headers.get("Authorization"), body
@@ -196,9 +282,12 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        data = json.dumps(answer.body).encode()
+        if isinstance(answer.body, str):
+            data, content_type = answer.body.encode(), "text/html; charset=utf-8"
+        else:
+            data, content_type = json.dumps(answer.body).encode(), "application/json; charset=utf-8"
         self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in answer.headers.items():
             self.send_header(name, value)
@@ -216,6 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = _handle
 
 
+class _TooLarge:
+    def __init__(self, length: int, uids: list[str] | None = None) -> None:
+        self.length = length
+        self.uids = uids or []
+
+
 class FakeOdoo:
     """In-memory Odoo implementing ``odoo-api.md`` over real HTTP on 127.0.0.1."""
 
@@ -224,20 +319,29 @@ class FakeOdoo:
         token: str = "test-token",
         devices: list[dict[str, Any]] | None = None,
         config_version: str = "1",
+        *,
+        other_bridges: dict[str, list[dict[str, Any]]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``other_bridges``: token -> devices of further bridges (they see only their own)."""
         self._lock = threading.Lock()
+        self._clock = clock
         self._token = token
         self._devices: list[dict[str, Any]] = copy.deepcopy(devices or [])
+        self._others = {t: copy.deepcopy(d) for t, d in (other_bridges or {}).items()}
         self._config_version = config_version
         self._events: list[dict[str, Any]] = []
-        self._uids: set[str] = set()
+        self._owners: dict[str, tuple[str, str]] = {}  # event_uid -> (bridge, device_id)
         self._sessions: dict[str, dict[str, Any]] = {}
+        self._session_owners: dict[str, tuple[str, str]] = {}
         self._requests: list[RequestRecord] = []
-        self._fail: list[tuple[int, float | None]] = []
+        self._fail: list[tuple[int, float | None, bool]] = []
         self._drop_next = 0
         self._delay = 0.0
         self._rejected: dict[str, int] = {}
+        self._breaking: set[str] = set()
         self._batch_enabled = True
+        self._max_body = MAX_BODY_BYTES
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -315,10 +419,14 @@ class FakeOdoo:
         with self._lock:
             self._token = token
 
-    def fail_next(self, n: int, status: int, retry_after: float | None = None) -> None:
-        """Answer the next ``n`` POSTs (single or batch) with ``status``, storing nothing."""
+    def fail_next(
+        self, n: int, status: int, retry_after: float | None = None, *, html: bool = False
+    ) -> None:
+        """Answer the next ``n`` POSTs (single or batch) with ``status``, storing nothing.
+        ``html=True`` sends an HTML page instead of JSON, as a proxy or a WAF in front of Odoo
+        would (``{"error": ...}`` is only ever the contract's answer)."""
         with self._lock:
-            self._fail.extend([(status, retry_after)] * n)
+            self._fail.extend([(status, retry_after, html)] * n)
 
     def clear_failures(self) -> None:
         """Forget the failures still queued by ``fail_next`` (Odoo is back)."""
@@ -336,9 +444,21 @@ class FakeOdoo:
             self._drop_next += n
 
     def reject_device(self, device_id: str, status: int = 400) -> None:
-        """Events of ``device_id`` get ``status`` (400 invalid_event, 404 unknown_device, ...)."""
+        """Events of ``device_id`` get ``status`` (400 invalid_event, 404 unknown_device,
+        409 conflict, or any other status for the whole request)."""
         with self._lock:
             self._rejected[device_id] = status
+
+    def break_on(self, event_uid: str) -> None:
+        """Every POST that carries ``event_uid`` fails with ``500`` and stores nothing, as an
+        Odoo with a bug would that this one event triggers."""
+        with self._lock:
+            self._breaking.add(event_uid)
+
+    def set_body_limit(self, max_bytes: int) -> None:
+        """Answer ``413`` to request bodies over ``max_bytes`` (default ``MAX_BODY_BYTES``)."""
+        with self._lock:
+            self._max_body = max_bytes
 
     def set_batch_enabled(self, enabled: bool) -> None:
         """``False``: ``POST /ows/iot/events`` answers 404, like an Odoo without the batch route."""
@@ -353,6 +473,11 @@ class FakeOdoo:
     def stored_uids(self) -> list[str]:
         with self._lock:
             return [e["event_uid"] for e in self._events]
+
+    def request_times(self, method: str = "POST") -> list[float]:
+        """When each request with ``method`` arrived (on the ``clock`` given), with its status."""
+        with self._lock:
+            return [r.t for r in self._requests if r.method == method]
 
     def requests(self) -> list[RequestRecord]:
         with self._lock:
@@ -378,18 +503,32 @@ class FakeOdoo:
         with self._lock:
             self._requests.append(record)
 
+    def _body_limit(self) -> int:
+        with self._lock:
+            return self._max_body
+
+    def _too_large(self, length: int, authorization: str | None) -> _Answer:
+        if self._bridge_of(authorization) is None:
+            return _Answer(401, {"error": "unauthorized"})
+        limit = self._body_limit()
+        detail = f"request body of {length} bytes is over the limit of {limit} bytes"
+        return _Answer(413, {"error": "payload_too_large", "detail": detail, "max_bytes": limit})
+
     def _dispatch(
         self, method: str, path: str, authorization: str | None, body: bytes
     ) -> tuple[_Answer, list[str]]:
         if path == CONFIG_PATH:
             if method not in ("GET", "HEAD"):
                 return _Answer(405, {"error": "method_not_allowed"}), []
-            if not self._authorized(authorization):
+            bridge = self._bridge_of(authorization)
+            if bridge is None:
                 return _Answer(401, {"error": "unauthorized"}), []
             with self._lock:
                 config = {
                     "config_version": self._config_version,
-                    "devices": [copy.deepcopy(d) for d in self._devices if d.get("active", True)],
+                    "devices": [
+                        copy.deepcopy(d) for d in self._devices_of(bridge) if d.get("active", True)
+                    ],
                 }
             return _Answer(200, config), []
         if path not in (EVENT_PATH, EVENTS_PATH):
@@ -405,34 +544,50 @@ class FakeOdoo:
             time.sleep(delay)
         with self._lock:
             if self._fail:
-                status, retry_after = self._fail.pop(0)
+                status, retry_after, html = self._fail.pop(0)
                 headers = {} if retry_after is None else {"Retry-After": _fmt(retry_after)}
-                return _Answer(status, _error_body(status), headers), uids
+                page = _html_page(status) if html else _error_body(status)
+                return _Answer(status, page, headers), uids
+            if self._breaking.intersection(uids):
+                return _Answer(500, {"error": "server_error"}), uids
             drop = False
             if self._drop_next > 0:
                 self._drop_next -= 1
                 drop = True
-        if not self._authorized(authorization):
+        bridge = self._bridge_of(authorization)
+        if bridge is None:
             return _Answer(401, {"error": "unauthorized"}, drop=drop), uids
-        answer = self._post_single(parsed) if path == EVENT_PATH else self._post_batch(parsed)
+        if path == EVENT_PATH:
+            answer = self._post_single(bridge, parsed)
+        else:
+            answer = self._post_batch(bridge, parsed)
         answer.drop = drop
         return answer, uids
 
-    def _authorized(self, authorization: str | None) -> bool:
+    def _bridge_of(self, authorization: str | None) -> str | None:
+        """The bridge a bearer token belongs to (``MAIN`` or another bridge's token), or None."""
         if not authorization:
-            return False
+            return None
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            return False
+            return None
+        given = value.strip().encode()
         with self._lock:
-            token = self._token
-        return hmac.compare_digest(value.strip().encode(), token.encode())
+            tokens = [(self._token, MAIN)] + [(t, t) for t in self._others]
+        for token, bridge in tokens:
+            if hmac.compare_digest(given, token.encode()):
+                return bridge
+        return None
 
-    def _post_single(self, parsed: Any) -> _Answer:
+    def _devices_of(self, bridge: str) -> list[dict[str, Any]]:
+        """Caller holds the lock."""
+        return self._devices if bridge == MAIN else self._others[bridge]
+
+    def _post_single(self, bridge: str, parsed: Any) -> _Answer:
         if isinstance(parsed, _BadJson):
             return _Answer(400, {"error": "invalid_event", "detail": parsed.detail})
         with self._lock:
-            status, uid, detail = self._store(parsed)
+            status, uid, detail = self._store(bridge, parsed)
         if status == "created":
             return _Answer(201, {"status": "created", "event_uid": uid})
         if status == "duplicate":
@@ -444,10 +599,12 @@ class FakeOdoo:
                 404,
                 {"error": "unknown_device", "device_id": parsed.get("device_id"), "detail": detail},
             )
+        if status == "conflict":
+            return _Answer(409, {"error": "conflict", "event_uid": uid, "detail": detail})
         code = int(status)
         return _Answer(code, _error_body(code))
 
-    def _post_batch(self, parsed: Any) -> _Answer:
+    def _post_batch(self, bridge: str, parsed: Any) -> _Answer:
         if isinstance(parsed, _BadJson):
             return _Answer(400, {"error": "invalid_event", "detail": parsed.detail})
         if not isinstance(parsed, dict) or not isinstance(parsed.get("events"), list):
@@ -469,14 +626,14 @@ class FakeOdoo:
             for event in events:
                 if isinstance(event, dict) and validate_event(event) is None:
                     code = self._rejected.get(event["device_id"])
-                    if code is not None and code not in (400, 404):
+                    if code is not None and code not in (400, 404, 409):
                         return _Answer(code, _error_body(code))
             for event in events:
-                status, uid, detail = self._store(event)
+                status, uid, detail = self._store(bridge, event)
                 results.append({"event_uid": uid, "status": status, "detail": detail})
         return _Answer(200, {"results": results})
 
-    def _store(self, event: Any) -> tuple[str, Any, str | None]:
+    def _store(self, bridge: str, event: Any) -> tuple[str, Any, str | None]:
         """Validate and store one event; caller holds the lock. Returns (status, uid, detail)."""
         uid = event.get("event_uid") if isinstance(event, dict) else None
         if not isinstance(uid, str):
@@ -488,20 +645,30 @@ class FakeOdoo:
         rejected = self._rejected.get(device_id)
         if rejected == 400:
             return "invalid_event", uid, f"events of device {device_id!r} are rejected"
-        if rejected == 404 or not any(d.get("device_id") == device_id for d in self._devices):
+        known = any(d.get("device_id") == device_id for d in self._devices_of(bridge))
+        if rejected == 404 or not known:
             return "unknown_device", uid, f"device {device_id!r} is not known to this bridge"
+        if rejected == 409:
+            return "conflict", uid, "event_uid is already stored for another device or bridge"
         if rejected is not None:
             return str(rejected), uid, None
         assert uid is not None  # validate_event checked it
-        if uid in self._uids:
+        owner = (bridge, device_id)
+        if uid in self._owners:
+            if self._owners[uid] != owner:
+                return "conflict", uid, "event_uid is already stored for another device or bridge"
             return "duplicate", uid, None
+        if event["event_type"] in SESSION_EVENT_TYPES:
+            session_owner = self._session_owners.get(event["payload"]["session_id"])
+            if session_owner is not None and session_owner != owner:
+                return "conflict", uid, "session_id belongs to another device or bridge"
         stored = copy.deepcopy(event)
-        self._uids.add(uid)
+        self._owners[uid] = owner
         self._events.append(stored)
-        self._apply_session(stored)
+        self._apply_session(owner, stored)
         return "created", uid, None
 
-    def _apply_session(self, event: dict[str, Any]) -> None:
+    def _apply_session(self, owner: tuple[str, str], event: dict[str, Any]) -> None:
         event_type = event["event_type"]
         if event_type not in SESSION_EVENT_TYPES:
             return
@@ -509,6 +676,7 @@ class FakeOdoo:
         session_id: str = payload["session_id"]
         session = self._sessions.get(session_id)
         if session is None:
+            self._session_owners[session_id] = owner
             session = {
                 "session_id": session_id,
                 "device_id": event["device_id"],
@@ -545,11 +713,14 @@ class _BadJson:
 
 
 def _parse(body: bytes) -> tuple[Any, list[str]]:
-    """Parse a request body; returns the JSON (or ``_BadJson``) and the event uids in it."""
+    """Parse a request body; returns the JSON (or ``_BadJson``) and the event uids in it.
+
+    Numbers are kept as Python parses them (big integers exact, ``1e999`` as infinity), so
+    that validation sees what a real server would."""
     try:
         parsed: Any = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        return _BadJson(f"body is not valid JSON: {exc}"), []
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return _BadJson(f"body is not valid JSON: {type(exc).__name__}"), []
     uids: list[str] = []
     if isinstance(parsed, dict):
         items = parsed.get("events") if "events" in parsed else [parsed]

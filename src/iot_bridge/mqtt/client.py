@@ -23,6 +23,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 
+from iot_bridge.backoff import backoff_delay
 from iot_bridge.clock import Clock, Timer
 from iot_bridge.errors import ConnectRefused, MqttError
 from iot_bridge.mqtt import packets as pk
@@ -34,12 +35,6 @@ log = logging.getLogger("iot_bridge.mqtt")
 SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet
 CATCH_UP_QUIET_S = 2.0  # without the marker: caught up once nothing arrived for this long ...
 CATCH_UP_MAX_S = 120.0  # ... or after this long at the most
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential with "equal jitter": half fixed, half random, so retries never align."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 60))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def sync_topic(client_id: str) -> str:
@@ -75,6 +70,7 @@ class MqttClient:
         self.connection: Connection | None = None
         self.endpoint = self.endpoints[0]  # the one connected to, or tried last
         self.reconnects = 0
+        self.connected_since: float | None = None  # when the current connection came up
         self.last_error: str | None = None
         self.refused_subscriptions: set[str] = set()
         self._stopping = False
@@ -144,7 +140,7 @@ class MqttClient:
                 conn = await self._connect(endpoint)
             except Exception as exc:  # every failure means: try again later
                 self.last_error = str(exc) or type(exc).__name__
-                delay = backoff_delay(attempt, self._base, self._cap, self._rng)
+                delay = backoff_delay(attempt + 1, self._base, self._cap, self._rng)
                 if isinstance(exc, MqttError):
                     level = logging.ERROR if isinstance(exc, ConnectRefused) else logging.WARNING
                     log.log(level, "MQTT broker %s:%s not available (%s), retrying in %.1fs",
@@ -165,7 +161,7 @@ class MqttClient:
             self.last_error = reason
             if not self._self_closed:
                 log.warning("MQTT connection lost (%s), reconnecting", reason)
-                await self._clock.sleep(backoff_delay(0, self._base, self._cap, self._rng))
+                await self._clock.sleep(backoff_delay(1, self._base, self._cap, self._rng))
 
     async def _connect(self, endpoint: Endpoint) -> Connection:
         self._generation += 1
@@ -180,7 +176,8 @@ class MqttClient:
             self.connection = conn
             self._self_closed = False
             self.last_error = None
-            self._push(Connected(self._clock.now(), generation, conn.session_present))
+            self.connected_since = self._clock.now()
+            self._push(Connected(self.connected_since, generation, conn.session_present))
             conn.start_delivery()
             await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
             await self._start_catch_up(conn)
@@ -199,6 +196,7 @@ class MqttClient:
             reason = str(exc)
         finally:
             self.connection = None
+            self.connected_since = None
             self._end_catch_up()
         self._push(Disconnected(self._clock.now(), reason, observed=not self._self_closed))
         return reason

@@ -515,6 +515,20 @@ class Pipeline:
             )
         return out
 
+    def silent_topics(
+        self, now: float, silent_after: float, connected_since: float | None
+    ) -> list[str]:
+        """Configured topics that delivered nothing for ``silent_after`` s while the bridge was
+        connected all that time: a plug that died, or a broker ACL that grants the subscription
+        and then delivers nothing (mosquitto's way of refusing)."""
+        if connected_since is None or now - connected_since < silent_after:
+            return []
+        return sorted(
+            d.config.mqtt_topic
+            for d in self._devices.values()
+            if d.detector.last_seen is None or now - d.detector.last_seen >= silent_after
+        )
+
     def power_in(self, topic: str, payload: bytes) -> float | None:
         """The power a message carries for the first device behind its topic (the DEBUG log
         line; parses again, so it stays off the hot path)."""

@@ -52,9 +52,12 @@ class Bridge:
                 settings.odoo_token,
                 settings.odoo_timeout,
                 on_latency=self.metrics.odoo_latency.observe,
+                clock=clock,
             )
         self.delivery = (
-            Delivery(self.odoo, self.store, self.db, self.metrics) if self.odoo else None
+            Delivery(self.odoo, self.store, self.db, self.metrics, clock=clock)
+            if self.odoo
+            else None
         )
         self.mqtt = MqttClient(
             [
@@ -153,7 +156,7 @@ class Bridge:
                 devices = await self.config_source.fetch()
         except (ConfigUnavailable, TimeoutError) as exc:
             self.config_problem = str(exc) or "config source timed out"
-            self._odoo_answered(False, auth=getattr(exc, "auth", False))
+            self._odoo_answered(False, getattr(exc, "auth", False), self.config_problem)
             cached = self.config_source.load_cached()
             if cached is None:
                 log.error("No device config yet (%s); retrying", self.config_problem)
@@ -180,7 +183,7 @@ class Bridge:
                 devices = await self.config_source.fetch()
             except ConfigUnavailable as exc:
                 self.config_problem = str(exc)
-                self._odoo_answered(False, auth=exc.auth)
+                self._odoo_answered(False, exc.auth, self.config_problem)
                 log.warning("Config refresh failed, keeping the current one: %s", exc)
                 continue
             self.config_problem = None
@@ -188,11 +191,13 @@ class Bridge:
             if self.config is None or devices != self.config:
                 self._apply(devices)
 
-    def _odoo_answered(self, ok: bool, auth: bool = False) -> None:
+    def _odoo_answered(self, ok: bool, auth: bool = False, error: str = "") -> None:
         """The config fetch tells us about Odoo too: reachable, or refusing our token."""
         if self.delivery is not None:
-            self.delivery.status.odoo_reachable = ok
-            self.delivery.status.auth_failed = auth
+            if ok:
+                self.delivery.status.answered()
+            else:
+                self.delivery.status.failed(self.clock.now(), error, auth=auth)
 
     def _apply(self, devices: DeviceSet) -> None:
         self.config = devices
@@ -229,6 +234,12 @@ class Bridge:
                 delivery=self.delivery.status if self.delivery else None,
                 active_sessions=self.pipeline.open_sessions(),
                 last_message_at=self.intake.last_message_at,
+                odoo_down_after_s=self.settings.odoo_down_after_s,
+                dead_letter_warn_s=self.settings.dead_letter_warn_s,
+                refused_subscriptions=sorted(self.mqtt.refused_subscriptions),
+                silent_subscriptions=self.pipeline.silent_topics(
+                    self.clock.now(), self.settings.silent_after_s, self.mqtt.connected_since
+                ),
             )
         )
 
