@@ -9,12 +9,13 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from iot_bridge.cli import sample_path
 from iot_bridge.errors import SettingsError
-from iot_bridge.settings import Settings, load
+from iot_bridge.settings import VARIABLES, Settings, load
 
 PASSWORD = "pw-Sup3rS3cret-mqtt"
 TOKEN = "tok-Sup3rS3cret-odoo"
@@ -227,6 +228,54 @@ def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MQTT_URL", "mqtt://from-environ:1999")
     monkeypatch.setenv("DEVICES_FILE", "/x.json")
     assert load().mqtt_port == 1999
+
+
+def test_readme_configuration_table_is_the_variables() -> None:
+    """README, ``--help`` and :func:`load` share :data:`VARIABLES`; the README is held to it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    expected = [f"| `{v.name}` | {v.shown_default} | {v.meaning} |" for v in VARIABLES]
+    assert rows == expected, "README's table must read:\n" + "\n".join(expected)
+
+
+def test_defaults_of_variables_are_the_settings_defaults() -> None:
+    """``Settings`` built in code (the demo) gets the same defaults as ``load`` gives."""
+    loaded = load(dict(BASE))
+    built = Settings(mqtt_host="broker.local", mqtt_port=1883, mqtt_tls=False)
+    for name in ("mqtt_keepalive", "odoo_timeout", "data_dir", "health_host", "health_port",
+                 "log_level", "config_refresh_interval", "forward_measurements",
+                 "max_queue_age_s", "reconnect_max_s"):  # fmt: skip
+        assert getattr(loaded, name) == getattr(built, name), name
+
+
+def test_names_of_variables_are_the_ones_load_reads() -> None:
+    """The list names exactly what ``load`` reads: a variable read but not listed would be
+    missing from ``--help`` and the README, one listed but not read would be a lie."""
+
+    seen: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: object = None) -> Any:
+            seen.add(key)
+            return super().get(key, default)
+
+    load(Recording(MQTT_URL="mqtt://b", ODOO_URL="http://odoo", ODOO_TOKEN=TOKEN))
+    assert seen == {v.name for v in VARIABLES}
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("foo", "'foo'"),
+        ("broker:1883", "'broker:1883'"),
+        (f"http://u:{PASSWORD}@broker:1883", "'http://u:***@broker:1883'"),
+    ],
+)
+def test_bad_mqtt_url_scheme_shows_the_value(raw: str, shown: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(env(MQTT_URL=raw))
+    assert str(info.value) == f"MQTT_URL must start with mqtt:// or mqtts://, got {shown}"
 
 
 # -- the CLI ------------------------------------------------------------------------------------
