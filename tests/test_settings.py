@@ -405,8 +405,11 @@ def test_check_config_missing_devices_file(tmp_path: Path) -> None:
     proc = run_cli(
         ["check-config"], {"MQTT_URL": "mqtt://broker", "DEVICES_FILE": str(missing)}, tmp_path
     )
-    assert proc.returncode == 1
-    assert f"DEVICES_FILE {missing}" in proc.stderr
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"iot-bridge: cannot start: DEVICES_FILE {missing}: No such file or directory\n"
+    )
 
 
 def test_check_config_against_odoo_only_looks(tmp_path: Path) -> None:

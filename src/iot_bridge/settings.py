@@ -18,6 +18,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -60,7 +61,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("MQTT_CA_FILE", None, "CA bundle for `mqtts://`", "system CAs"),
     Variable("MQTT_KEEPALIVE", "30", "seconds; a silent broker is given up after 1.5 x this"),
-    Variable("MQTT_RECONNECT_MAX", "60", "cap of the jittered exponential reconnect backoff, s"),
+    Variable(
+        "MQTT_RECONNECT_MAX", "60", "seconds; cap of the jittered exponential reconnect backoff"
+    ),
     Variable(
         "ODOO_URL", None, "Odoo base URL, e.g. `http://odoo:8069`; without it: standalone mode"
     ),
@@ -127,6 +130,19 @@ class Settings:
             cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None
         )
         return ctx
+
+
+def sample_path(name: str) -> Path:
+    """A file shipped in ``iot_bridge/samples/`` (the sample device list, a recording)."""
+    return Path(str(resources.files("iot_bridge") / "samples" / name))
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter to copy)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -226,8 +242,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError("ODOO_TOKEN is required when ODOO_URL is set")
     devices_file = _get(env, "DEVICES_FILE")
     if odoo_url is None and devices_file is None:
+        sample = _shown_path(sample_path("devices.json"))
         raise SettingsError(
-            "DEVICES_FILE is required without ODOO_URL (standalone mode needs a device list)"
+            "DEVICES_FILE is required without ODOO_URL (standalone mode needs a device list;"
+            f" to try the sample one: DEVICES_FILE={sample})"
         )
 
     level = _value(env, "LOG_LEVEL").upper()

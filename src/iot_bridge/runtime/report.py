@@ -43,6 +43,8 @@ def health_report(f: HealthFacts) -> dict[str, Any]:
         problems.append("mqtt_disconnected")
     if f.config is None:
         problems.append("no_device_config")
+    elif not f.config.devices:  # every entry rejected (or none given): nothing is metered
+        problems.append("no_usable_device")
     status = f.delivery
     if status is not None and status.auth_failed:
         problems.append("odoo_auth_failed")
