@@ -3,7 +3,7 @@
 #
 #   deploy/.env                      from deploy/.env.example, every "change-me" replaced by a
 #                                    random secret (IOT_BRIDGE_TOKEN stays a placeholder: Odoo
-#                                    makes it, docs/deployment.md step 4)
+#                                    makes it, docs/deployment.md step 3)
 #   deploy/mosquitto/certs/          ca.crt, server.crt, server.key: a private CA and the
 #                                    broker's certificate for MQTT_PUBLIC_HOST (the CA key goes to
 #                                    deploy/ca/, never mounted: move it offline)

@@ -169,7 +169,7 @@ if apt_tool docker-compose docker-compose; then
         die "docker-compose config -q fails with the example env (deploy/.env.example)"
     ( cd "$DEPLOY" && ! docker-compose config -q 2>"$WORK/compose.err" ) ||
         die "docker-compose config -q passes without deploy/.env"
-    grep -q "run ./setup.sh in deploy/" "$WORK/compose.err" ||
+    grep -q "(run ./setup.sh in deploy/)" "$WORK/compose.err" ||
         die "without deploy/.env, config -q does not say what to do: $(cat "$WORK/compose.err")"
     say "compose: config -q passes with the example env; without .env it says to run ./setup.sh"
 fi
