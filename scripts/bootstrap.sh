@@ -57,8 +57,11 @@ if [ "$_profile" = dev ]; then
     _python_profile=dev
 fi
 _stamp="$_root/.venv/.installed-$_python_profile"
-_want="$(cat "$_root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
+_want="$(sha256sum <"$_root/pyproject.toml" | cut -d' ' -f1)"
+_installed() { [ -f "$1" ] && [ "$(cat "$1")" = "$_want" ]; }
+# a dev install holds everything a runtime one does
+if ! _installed "$_stamp" && ! { [ "$_python_profile" = runtime ] &&
+    _installed "$_root/.venv/.installed-dev"; }; then
     echo "bootstrap: installing iot-bridge$_extra into .venv" >&2
     "$_root/.venv/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$_root/.venv/bin/python" -m pip install -q -e "$_root$_extra"

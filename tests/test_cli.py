@@ -210,3 +210,25 @@ def test_dead_letters_of_a_wrong_data_dir_make_no_store(tmp_path: Path) -> None:
         f"iot-bridge: no store at {tmp_path / 'nope' / 'bridge.db'} (give the bridge's DATA_DIR)\n"
     )
     assert not (tmp_path / "nope").exists()
+
+
+def test_start_script_with_only_mqtt_url_hints_at_the_sample() -> None:
+    """``MQTT_URL=... ./scripts/start``: standalone mode needs a device list; the one line says
+    which file would do, as a path the operator can paste where the script runs."""
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".env").exists():
+        pytest.skip("./.env exists here and configures ./scripts/start")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MQTT_", "ODOO_", "DEVICES_FILE", "DATA_DIR"))}  # fmt: skip
+    env["MQTT_URL"] = "mqtt://127.0.0.1:1"
+    proc = subprocess.run(
+        [str(root / "scripts" / "start")], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "iot-bridge: configuration error: DEVICES_FILE is required without ODOO_URL (standalone"
+        " mode needs a device list; to try the sample one:"
+        " DEVICES_FILE=src/iot_bridge/samples/devices.json)"
+    )

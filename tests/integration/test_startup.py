@@ -114,6 +114,23 @@ def test_unusable_data_dir_is_one_line_and_exit_2(
     assert err[0].startswith(f"iot-bridge: cannot start: DATA_DIR {below} ")
 
 
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_read_only_data_dir_is_one_line_and_exit_2(
+    command: str, tmp_path: Path, devices_file: Path
+) -> None:
+    """A read-only mount refuses even root (mounting one needs root, which CI has)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(data)], check=True)
+    try:
+        code, err, _ = iot_bridge(command, tmp_path, DEVICES_FILE=str(devices_file))
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
+    assert (code, err) == (
+        2, [f"iot-bridge: cannot start: DATA_DIR {data} is not writable: read-only file system"]
+    )  # fmt: skip
+
+
 def test_corrupt_store_is_one_line_and_exit_2(tmp_path: Path, devices_file: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -61,10 +61,10 @@ def check_data_dir(path: Path, *, create: bool) -> None:
                 raise StartupError(f"{where} does not exist and {parent} is not writable")
             return
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise StartupError(f"{where} is not readable and writable by this user")
+        raise StartupError(f"{where} is not writable: {_why_not(path)}")
     store = path / STORE_FILE
     if store.exists() and not os.access(store, os.R_OK | os.W_OK):
-        raise StartupError(f"{store} is not readable and writable by this user")
+        raise StartupError(f"{store} is not readable and writable: {_why_not(store)}")
     if create:  # access() trusts the mode bits; a real write also meets a read-only mount
         try:
             fd, name = tempfile.mkstemp(dir=path, prefix=".write-test-")
@@ -72,6 +72,13 @@ def check_data_dir(path: Path, *, create: bool) -> None:
             os.unlink(name)
         except OSError as exc:
             raise StartupError(f"{where} is not writable: {exc.strerror or exc}") from None
+
+
+def _why_not(path: Path) -> str:
+    """Why ``access()`` said no: a read-only mount refuses root too, the mode bits do not."""
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "read-only file system"
+    return "permission denied for this user"
 
 
 def _existing_ancestor(path: Path) -> Path:
