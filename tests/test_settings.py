@@ -280,26 +280,7 @@ def test_bad_mqtt_url_scheme_shows_the_value(raw: str, shown: str) -> None:
 
 # -- the CLI ------------------------------------------------------------------------------------
 
-SETTINGS_VARS = (
-    "MQTT_URL",
-    "MQTT_USERNAME",
-    "MQTT_PASSWORD",
-    "MQTT_CLIENT_ID",
-    "MQTT_CA_FILE",
-    "MQTT_KEEPALIVE",
-    "ODOO_URL",
-    "ODOO_TOKEN",
-    "ODOO_TIMEOUT",
-    "DEVICES_FILE",
-    "DATA_DIR",
-    "HEALTH_HOST",
-    "HEALTH_PORT",
-    "LOG_LEVEL",
-    "CONFIG_REFRESH_INTERVAL",
-    "FORWARD_MEASUREMENTS",
-    "HEALTH_MAX_QUEUE_AGE",
-    "MQTT_RECONNECT_MAX",
-)
+SETTINGS_VARS = tuple(v.name for v in VARIABLES)
 
 
 def run_cli(

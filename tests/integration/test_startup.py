@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from iot_bridge.settings import VARIABLES
 from iot_bridge.tools.broker import Mosquitto, free_port
 from tests.integration.conftest import BridgeFactory, device
 
-SETTINGS_PREFIXES = ("MQTT_", "ODOO_", "HEALTH_", "DEVICES_FILE", "DATA_DIR", "LOG_LEVEL",
-                     "CONFIG_REFRESH_INTERVAL", "FORWARD_MEASUREMENTS")  # fmt: skip
+SETTINGS = tuple(v.name for v in VARIABLES)
 
 
 def iot_bridge(command: str, tmp_path: Path, **env: str) -> tuple[int, list[str], str]:
     """Run ``iot-bridge <command>``; return its exit code, its stderr lines and its stdout."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    base = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     base |= {"MQTT_URL": "mqtt://127.0.0.1:1", "DATA_DIR": str(tmp_path / "data"),
              "HEALTH_HOST": "127.0.0.1", "HEALTH_PORT": "0"}  # fmt: skip
     proc = subprocess.run(
@@ -198,7 +198,7 @@ def test_startup_error_inside_the_service_is_one_line_and_exit_2(
         raise ExceptionGroup("task group", [StartupError("HEALTH_PORT 1 on x is in use")])
 
     monkeypatch.setattr(Bridge, "run", fails)
-    for key in [k for k in os.environ if k.startswith(SETTINGS_PREFIXES)]:
+    for key in [k for k in os.environ if k in SETTINGS]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("MQTT_URL", "mqtt://127.0.0.1:1")
     monkeypatch.setenv("DEVICES_FILE", str(devices_file))
