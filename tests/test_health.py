@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from iot_bridge.devices import DeviceSet
+from iot_bridge.devices import DeviceSet, device_from_json
 from iot_bridge.odoo_api.delivery import DeliveryStatus
 from iot_bridge.outbox.store import QueueStats
 from iot_bridge.runtime.health import HealthServer
@@ -41,6 +41,8 @@ from iot_bridge.throttle import ThrottlingHandler
 NOW = 1_800_000_000.0
 R = TypeVar("R")
 
+METER = device_from_json({"device_id": "m", "mqtt_topic": "m/power", "parser_type": "generic"})
+
 
 def facts(**changes: Any) -> HealthFacts:
     base = HealthFacts(
@@ -53,7 +55,7 @@ def facts(**changes: Any) -> HealthFacts:
         mqtt_last_error=None,
         store_error=None,
         stats=QueueStats(0, None, 0, 0),
-        config=DeviceSet(config_version="3", devices=()),
+        config=DeviceSet(config_version="3", devices=(METER,)),
         config_problem=None,
         delivery=DeliveryStatus(odoo_reachable=True),
         active_sessions=0,
@@ -85,8 +87,10 @@ def failing_delivery(since: float, **kw: Any) -> DeliveryStatus:
         ({"delivery": DeliveryStatus(odoo_reachable=False, auth_failed=True)}, "odoo_auth_failed"),
         ({"delivery": failing_delivery(NOW - 301)}, "odoo_unreachable"),
         ({"stats": QueueStats(5, NOW - 901, 0, 0)}, "queue_too_old"),
+        ({"config": DeviceSet(config_version="3", devices=(), errors=("d1: bad",))},
+         "no_usable_device"),
     ],
-)
+)  # fmt: skip
 def test_each_problem_is_named_and_503(changes: dict[str, Any], problem: str) -> None:
     problems, _ = findings(facts(**changes))
     assert problems == [problem]
@@ -105,15 +109,28 @@ def test_each_problem_is_named_and_503(changes: dict[str, Any], problem: str) ->
         ),
         ({"refused_subscriptions": ("secret/#",)}, "subscriptions_refused"),
         ({"silent_subscriptions": ("laser/status/pm1:0",)}, "subscriptions_silent"),
-        ({"config": DeviceSet(config_version="3", devices=(), errors=("d1: bad parser",))},
+        ({"config": DeviceSet(config_version="3", devices=(METER,), errors=("d1: bad parser",))},
          "config_errors"),
         ({"config_problem": "config from Odoo: GET /ows/iot/config answered 502"}, "config_errors"),
+        ({"device_errors": {"m": 3}, "device_error_at": {"m": NOW - 60}}, "device_errors"),
+        ({"backlog_marker_echoed": False}, "backlog_end_guessed"),
     ],
 )  # fmt: skip
 def test_each_warning_is_named_and_200(changes: dict[str, Any], warning: str) -> None:
     problems, warnings = findings(facts(**changes))
     assert (problems, warnings) == ([], [warning])
     assert health_report(facts(**changes))["status"] == "ok"
+
+
+def test_device_errors_name_the_device_and_its_last_reason_and_fade() -> None:
+    errors = {"m": 3, "n": 9}
+    last = {"m": "m/power: invalid JSON: unexpected character", "n": "n/power: too big"}
+    report = health_report(
+        facts(device_errors=errors, device_last_error=last, device_error_at={"m": NOW - 901})
+    )
+    assert list(report["device_errors"]) == ["n", "m"]  # most errors first
+    assert report["device_errors"]["m"] == {"count": 3, "last_error": last["m"]}
+    assert report["warnings"] == []  # the last one was more than 15 minutes ago
 
 
 def test_odoo_unreachable_after_the_setting() -> None:

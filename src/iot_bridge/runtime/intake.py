@@ -223,7 +223,7 @@ class Intake:
             if debug:
                 self._log_message(msg.topic, msg.payload)
         for big in batch.oversize:
-            self.pipeline.oversize(big.topic, big.size)
+            self.pipeline.oversize(big.topic, big.size, at)
             if big.packet_id is not None:
                 acks.append(big.packet_id)
         if self.first_message_at is None:

@@ -47,6 +47,7 @@ class Stats:
     parse_errors: Counter[str] = field(default_factory=Counter)  # per parser type
     device_errors: Counter[str] = field(default_factory=Counter)  # per device id
     last_error: dict[str, str] = field(default_factory=dict)  # device id -> last reason
+    last_error_at: dict[str, float] = field(default_factory=dict)  # device id -> its arrival
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,10 @@ class Pipeline:
                 self.dirty.add(device.device_id)
         self._window = (since, at)
 
+    @property
+    def backlog_marker_echoed(self) -> bool:
+        return self._untimed_late
+
     def caught_up(self, echoed: bool) -> None:
         """Everything the broker held has arrived: deadlines fire again (overdue ones at once).
         ``echoed``: the broker returned our marker, so untimed readings that arrive while
@@ -297,10 +302,10 @@ class Pipeline:
                     if det.transitions != transitions:
                         self._schedule(device, arrival)  # deadlines move earlier only here
             except ParseError as exc:
-                self._error(device, topic, str(exc))
+                self._error(device, topic, str(exc), arrival)
                 continue
             except Exception as exc:  # a bug or hostile input beyond the parser's checks
-                self._error(device, topic, f"{type(exc).__name__}: {exc}")
+                self._error(device, topic, f"{type(exc).__name__}: {exc}", arrival)
                 continue
             if more:
                 events = (*events, *more)
@@ -384,13 +389,14 @@ class Pipeline:
             # popped (see _schedule)
             self._schedule(device, arrival)
 
-    def _error(self, device: _Device, topic: str, reason: str) -> None:
+    def _error(self, device: _Device, topic: str, reason: str, at: float) -> None:
         stats = self.stats
         stats.parse_errors[device.parser_type] += 1
         stats.device_errors[device.device_id] += 1
         stats.last_error[device.device_id] = f"{topic[:120]}: {reason}"[:REASON_MAX]
+        stats.last_error_at[device.device_id] = at
 
-    def oversize(self, topic: str, size: int) -> None:
+    def oversize(self, topic: str, size: int, at: float) -> None:
         """A message too large to read (``MQTT_MAX_PACKET``): an error of the devices behind
         its topic, or an unrouted message."""
         self.stats.messages += 1
@@ -400,7 +406,7 @@ class Pipeline:
         if not targets:
             self.stats.unrouted += 1
         for device in targets:
-            self._error(device, topic, f"message of {size} bytes exceeds MQTT_MAX_PACKET")
+            self._error(device, topic, f"message of {size} bytes exceeds MQTT_MAX_PACKET", at)
 
     @staticmethod
     def _measurement(device_id: str, topic: str, r: Reading, t: float) -> Event:

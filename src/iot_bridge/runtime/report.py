@@ -21,8 +21,8 @@ code and a short reason (``odoo_api/client.py``) and are cut to one short line h
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from iot_bridge.devices import DeviceSet
@@ -34,6 +34,7 @@ PROBLEMS = (
     "store_not_writable",  # the store takes no writes: readings stay unacknowledged at the broker
     "mqtt_disconnected",
     "no_device_config",  # no device list could be loaded at all
+    "no_usable_device",  # a device list, but every entry in it was rejected
     "odoo_auth_failed",  # Odoo refuses the token
     "odoo_unreachable",  # Odoo did not take events for longer than HEALTH_ODOO_DOWN_AFTER
     "queue_too_old",  # the oldest undelivered event waited longer than HEALTH_MAX_QUEUE_AGE
@@ -46,7 +47,11 @@ WARNINGS = (
     "subscriptions_refused",  # the broker refused a device topic (SUBACK failure, ACL)
     "subscriptions_silent",  # a device topic delivered nothing for long while connected
     "config_errors",  # a device entry (or the last config fetch) was rejected
+    "device_errors",  # a device's message could not be used in the last 15 min (reason shown)
+    "backlog_end_guessed",  # the broker did not return the catch-up marker (docs/sessions.md)
 )
+DEVICE_ERRORS_SHOWN = 50
+DEVICE_ERROR_WARN_S = 900.0  # a device's unusable message warns for this long
 TEXT_CHARS = 200
 DEAD_LETTER_REASONS = {400: "invalid_event", 404: "unknown_device", 409: "conflict"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -72,6 +77,10 @@ class HealthFacts:
     dead_letter_warn_s: float = 86_400.0  # HEALTH_DEAD_LETTER_WARN
     refused_subscriptions: Sequence[str] = ()  # filters the broker refused in its SUBACK
     silent_subscriptions: Sequence[str] = ()  # filters that delivered nothing for long, connected
+    device_errors: Mapping[str, int] = field(default_factory=dict)  # device id -> messages
+    device_last_error: Mapping[str, str] = field(default_factory=dict)  # device id -> reason
+    device_error_at: Mapping[str, float] = field(default_factory=dict)  # device id -> when
+    backlog_marker_echoed: bool = True  # the broker returned the last catch-up marker
 
 
 def findings(f: HealthFacts) -> tuple[list[str], list[str]]:
@@ -84,6 +93,8 @@ def findings(f: HealthFacts) -> tuple[list[str], list[str]]:
         problems.append("mqtt_disconnected")
     if f.config is None:
         problems.append("no_device_config")
+    elif not f.config.devices:  # every entry rejected (or none given): nothing is metered
+        problems.append("no_usable_device")
     d = f.delivery
     if d is not None:
         if d.auth_failed:
@@ -111,6 +122,10 @@ def findings(f: HealthFacts) -> tuple[list[str], list[str]]:
         warnings.append("subscriptions_silent")
     if (f.config is not None and f.config.errors) or f.config_problem:
         warnings.append("config_errors")
+    if any(f.now - at <= DEVICE_ERROR_WARN_S for at in f.device_error_at.values()):
+        warnings.append("device_errors")
+    if not f.backlog_marker_echoed:
+        warnings.append("backlog_end_guessed")
     return problems, warnings
 
 
@@ -151,11 +166,22 @@ def health_report(f: HealthFacts) -> dict[str, Any]:
         "config_errors": config_errors,
         "subscriptions_refused": sorted(f.refused_subscriptions),
         "subscriptions_silent": sorted(f.silent_subscriptions),
+        "device_errors": _device_errors(f),
         "last_msg_age_s": None if last is None else round(f.now - last, 3),
         "mqtt_reconnects": f.mqtt_reconnects,
         "mqtt_last_error": _short(f.mqtt_last_error),
         "odoo_last_error": None if status is None else _short(status.last_error),
         "odoo_batch_size": None if status is None else status.batch_size,
+    }
+
+
+def _device_errors(f: HealthFacts) -> dict[str, dict[str, Any]]:
+    """Per device: how many of its messages could not be used, and why the last one not (the
+    devices with most errors first, at most :data:`DEVICE_ERRORS_SHOWN`)."""
+    worst = sorted(f.device_errors.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        device_id: {"count": count, "last_error": _short(f.device_last_error.get(device_id))}
+        for device_id, count in worst[:DEVICE_ERRORS_SHOWN]
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from typing import Any
@@ -112,11 +113,13 @@ class Bridge:
         )
         try:
             await self.health.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {self.settings.health_host}:{self.settings.health_port} "
-                f"(HEALTH_HOST/HEALTH_PORT): {exc.strerror or exc}"
-            ) from None
+        except OSError as exc:  # taken between the preflight check and now
+            where = f"HEALTH_PORT {self.settings.health_port} on {self.settings.health_host}"
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"{where} is already in use (another bridge running here?)"
+                ) from None
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         try:
             async with asyncio.TaskGroup() as tg:
                 intake = tg.create_task(self.intake.run(), name="intake")
@@ -240,6 +243,10 @@ class Bridge:
                 silent_subscriptions=self.pipeline.silent_topics(
                     self.clock.now(), self.settings.silent_after_s, self.mqtt.connected_since
                 ),
+                device_errors=self.pipeline.stats.device_errors,
+                device_last_error=self.pipeline.stats.last_error,
+                device_error_at=self.pipeline.stats.last_error_at,
+                backlog_marker_echoed=self.pipeline.backlog_marker_echoed,
             )
         )
 
