@@ -1,4 +1,5 @@
-"""The bridge <-> Odoo REST contract (v1): GET /ows/iot/config, POST /ows/iot/event(s).
+"""The bridge <-> Odoo REST contract: GET /ows/iot/config, POST /ows/iot/event(s),
+POST /ows/iot/status (docs/odoo-api.md).
 
 Plain ``type='http'`` routes with JSON in and out (not JSON-RPC), so that status codes carry the
 meaning: 201 created, 200 duplicate, 400 invalid_event, 404 unknown_device, 401 unauthorized.
@@ -144,3 +145,17 @@ class IotApiController(http.Controller):
             })
         return _json(200, {"results": results})
 
+
+    @http.route("/ows/iot/status", methods=["POST"], **ROUTE_OPTIONS)
+    @_guarded
+    def iot_status(self, **kwargs):
+        """The bridge's live state (latest wins): 200 ok / stale, 400 invalid_status."""
+        bridge = _authenticate()
+        if not bridge:
+            return _unauthorized()
+        try:
+            status = _read_json()
+        except _BadRequest as exc:
+            return _json(400, {"error": "invalid_status", "detail": str(exc)})
+        outcome, body = request.env["ows.iot.status"].sudo()._ingest(bridge, status)
+        return _json(400 if outcome == "invalid_status" else 200, body)
