@@ -70,11 +70,11 @@ def session_config_error(env, vals):
     standby, working = vals["standby_threshold_w"], vals["working_threshold_w"]
     if standby < 0:
         return env._("The standby threshold must not be negative (it is %(standby)s W).",
-                     standby=standby)
+                     standby=f"{standby:g}")
     if standby >= working:
         return env._(
             "The standby threshold (%(standby)s W) must be below the working threshold "
-            "(%(working)s W).", standby=standby, working=working,
+            "(%(working)s W).", standby=f"{standby:g}", working=f"{working:g}",
         )
     if vals["start_debounce_s"] < 0 or vals["stop_debounce_s"] < 0:
         return env._("Debounce times must not be negative.")

@@ -4,3 +4,6 @@ from . import test_controllers
 from . import test_concurrency
 from . import test_status
 from . import test_health
+from . import test_discovery
+from . import test_board
+from . import test_validation_and_reports
