@@ -273,6 +273,7 @@ class IotStatus(models.AbstractModel):
                 "warnings": Json(info["warnings"]),
                 "config_version": info["config_version"],
             },
+            log_exceptions=False,  # a concurrent status fails to serialize: Odoo replays it
         )
         stored = cr.fetchone() is not None
         if stored:
@@ -320,6 +321,7 @@ class IotStatus(models.AbstractModel):
             self.env.cr.execute(
                 _DEVICE_UPDATE.format(values=values),
                 [now] + [value for row in part for value in row],
+                log_exceptions=False,
             )
         written.invalidate_recordset()  # and what is computed from it
         return written, unknown

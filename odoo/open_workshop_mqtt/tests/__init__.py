@@ -7,3 +7,4 @@ from . import test_health
 from . import test_discovery
 from . import test_board
 from . import test_validation_and_reports
+from . import test_tours
