@@ -217,7 +217,7 @@ class _SentAt:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last = datetime.now(UTC)
+        self._last = datetime.now(UTC).replace(microsecond=0)
 
     def next(self, ahead_s: float = 0.0) -> str:
         with self._lock:
@@ -225,6 +225,8 @@ class _SentAt:
                 datetime.now(UTC) + timedelta(seconds=ahead_s),
                 self._last + timedelta(milliseconds=1),
             )
+            # whole milliseconds, as sent: before_last(0.001) is then exactly one ms earlier
+            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
             self._last = moment
         return _fmt_ts(moment)
 

@@ -228,7 +228,7 @@ def test_concurrent_statuses_keep_the_latest(api: Api, target: Target) -> None:
     assert sorted(r.status for r in answers) == [200] * n, [r.raw[:200] for r in answers]
     assert {r.json()["status"] for r in answers} <= {"ok", "stale"}
     # Whatever the order of arrival, the newest is the one stored.
-    assert_stale(api.post_status(make_status(sent_at=SENT_AT.before_last(0.0005))), api)
+    assert_stale(api.post_status(make_status(sent_at=SENT_AT.before_last(0.001))), api)
 
 
 # --------------------------------------------------------------------------- refused

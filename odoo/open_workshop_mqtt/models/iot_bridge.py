@@ -75,7 +75,10 @@ class IotBridge(models.Model):
     queue_depth = fields.Integer(
         copy=False, readonly=True, help="Events the bridge holds that Odoo has not taken yet."
     )
-    oldest_queued_age_s = fields.Float(string="Oldest Queued (s)", copy=False, readonly=True)
+    oldest_queued_age_s = fields.Float(
+        string="Oldest Queued", copy=False, readonly=True,
+        help="Age in seconds of the oldest event the bridge still holds.",
+    )
     status_problems = fields.Json(copy=False, readonly=True)
     status_warnings = fields.Json(copy=False, readonly=True)
     problems_text = fields.Text(string="Problems", compute="_compute_status_texts")

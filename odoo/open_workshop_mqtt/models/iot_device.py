@@ -273,9 +273,10 @@ class IotDevice(models.Model):
 
     def _plug_trouble(self, now, settings):
         """``(reason, since)`` when the plug has been offline or silent for longer than the
-        setting, else None. Judged only on live state the bridge sent."""
+        setting, else None. Judged only on fresh live state: a bridge that stopped reporting
+        this plug (or sends no statuses at all) cannot tell whether it is silent."""
         self.ensure_one()
-        if not self.live_status_at:
+        if not self.live_status_at or now - self.live_status_at > settings.bridge_silence:
             return None
         limit = settings.plug_silence
         if self.plug_online == "offline" and self.offline_since and now - self.offline_since > limit:
@@ -368,9 +369,8 @@ class IotDevice(models.Model):
             cards[device.id] = card
         return {"server_time": _iso(now), "cards": cards}
 
-    def _board_notify_live(self, now):
+    def _board_notify_live(self, now, settings):
         """Push these machines' live cards to the open boards of their companies."""
-        settings = alert_settings(self.env)
         by_company = {}
         for device in self:
             by_company.setdefault(device.company_id, []).append(device._board_card(now, settings))

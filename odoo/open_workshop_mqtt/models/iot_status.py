@@ -17,6 +17,7 @@ from psycopg2.extras import Json
 from odoo import api, fields, models
 
 from .iot_event import parse_contract_ts
+from .res_config_settings import alert_settings
 
 STATUS_STATES = ("idle", "starting", "working", "standby", "stopping")
 MAX_STATUS_DEVICES = 2000
@@ -225,10 +226,13 @@ class IotStatus(models.AbstractModel):
             return STALE, {"status": STALE, "config_version": str(bridge.config_version)}
         devices, unknown = self._store_device_states(bridge, status["devices"], now)
         self.env["ows.iot.discovered.plug"]._upsert_from_status(bridge, status["discovered"], now)
+        settings = alert_settings(self.env)
         if devices:
-            devices._board_notify_live(now)
-        if bridge.alert_since or (devices and any(devices.mapped("alert_since"))):
-            # an open incident may have ended: let the health check see it now, not in a minute
+            devices._board_notify_live(now, settings)
+        if bridge.alert_since or any(
+            d.alert_since and not d._plug_trouble(now, settings) for d in devices
+        ):
+            # an incident has ended: the health check closes it now rather than within a minute
             self.env.ref("open_workshop_mqtt.ir_cron_iot_health")._trigger()
         return OK, {
             "status": OK,

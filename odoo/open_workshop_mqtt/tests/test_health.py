@@ -177,11 +177,37 @@ class TestHealthCheck(StatusCase):
         self.Bridge._check_health(later)
         self.assertFalse(self.device.alert_since)
 
-    def test_status_with_open_incident_triggers_the_check(self):
+    def test_plug_no_longer_reported_is_not_judged(self):
+        dev = self.device.device_id
+        self.heard(T0, [status_device(dev)])
+        # the bridge still calls, but its statuses no longer list the plug (or it sends none)
+        later = T0 + timedelta(minutes=30)
+        self.bridge.last_contact = later
+        self.Bridge._check_health(later)
+        self.assertFalse(self.device.alert_since)
+
+    def triggers(self):
+        cron = self.env.ref("open_workshop_mqtt.ir_cron_iot_health")
+        return self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
+
+    def test_a_status_that_ends_an_incident_triggers_the_check(self):
         self.heard(T0)
         self.Bridge._check_health(T0 + timedelta(minutes=6))
-        cron = self.env.ref("open_workshop_mqtt.ir_cron_iot_health")
-        triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)])
-        self.heard(T0 + timedelta(minutes=7))
-        new = self.env["ir.cron.trigger"].search([("cron_id", "=", cron.id)]) - triggers
-        self.assertTrue(new, "a status during an incident asks for the check at once")
+        before = self.triggers()
+        self.heard(T0 + timedelta(minutes=7))  # the silent bridge is back
+        self.assertTrue(self.triggers() - before, "the check runs at once, not in a minute")
+
+    def test_a_status_during_a_plug_incident_triggers_only_on_recovery(self):
+        dev = self.device.device_id
+        self.heard(T0, [status_device(dev, online=False)])
+        later = T0 + timedelta(minutes=11)
+        self.heard(later, [status_device(dev, online=False, at=later)])
+        self.Bridge._check_health(later)
+        self.assertTrue(self.device.alert_since)
+        before = self.triggers()
+        still = later + timedelta(seconds=30)
+        self.heard(still, [status_device(dev, online=False, at=still)])
+        self.assertFalse(self.triggers() - before, "still offline: no extra run")
+        back = still + timedelta(seconds=30)
+        self.heard(back, [status_device(dev, at=back)])
+        self.assertTrue(self.triggers() - before)
