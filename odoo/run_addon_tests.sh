@@ -26,6 +26,24 @@ if [[ "$PGUSER" == "postgres" ]]; then
     exit 2
 fi
 
+# The tours need a Chrome-compatible browser; Debian's chromium is installed where missing (as
+# root, from apt). Without one Odoo skips the tours, and the summary below lists them as skipped.
+have_browser() {
+    local bin
+    for bin in google-chrome chromium chromium-browser google-chrome-stable; do
+        command -v "$bin" >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
+if ! have_browser; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing chromium (Debian) for the tours"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends chromium; } >/dev/null 2>&1 || true
+    fi
+    have_browser || echo "no Chrome-compatible browser: the tours will be SKIPPED"
+fi
+
 DB="ows_addon_test_$$_$(date +%s)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ows_addon_test.XXXXXX")"
 ODOO_PID=""

@@ -1,5 +1,4 @@
-"""The bridge <-> Odoo REST contract: GET /ows/iot/config, POST /ows/iot/event(s),
-POST /ows/iot/status (docs/odoo-api.md).
+"""The bridge <-> Odoo REST contract (v1): GET /ows/iot/config, POST /ows/iot/event(s).
 
 Plain ``type='http'`` routes with JSON in and out (not JSON-RPC), so that status codes carry the
 meaning: 201 created, 200 duplicate, 400 invalid_event, 404 unknown_device, 401 unauthorized.
@@ -145,11 +144,11 @@ class IotApiController(http.Controller):
             })
         return _json(200, {"results": results})
 
-
     @http.route("/ows/iot/status", methods=["POST"], **ROUTE_OPTIONS)
     @_guarded
     def iot_status(self, **kwargs):
-        """The bridge's live state (latest wins): 200 ok / stale, 400 invalid_status."""
+        """POST /ows/iot/status (docs/odoo-api.md, "live state"): the bridge's heartbeat,
+        latest wins; 200 ok / stale, 400 invalid_status."""
         bridge = _authenticate()
         if not bridge:
             return _unauthorized()
