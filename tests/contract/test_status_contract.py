@@ -279,6 +279,7 @@ INVALID_STATUSES = [
     pytest.param(_set("bridge.mqtt_connected", None), "bridge.mqtt_connected", id="mqtt-null"),
     pytest.param(_set("bridge.queue_depth", -1), "bridge.queue_depth", id="queue-negative"),
     pytest.param(_set("bridge.queue_depth", 2.5), "bridge.queue_depth", id="queue-fraction"),
+    pytest.param(_set("bridge.queue_depth", 2**31), "bridge.queue_depth", id="queue-huge"),
     pytest.param(_set("bridge.queue_depth", _MISSING), "bridge.queue_depth", id="queue-missing"),
     pytest.param(
         _set("bridge.oldest_queued_age_s", -0.5), "bridge.oldest_queued_age_s", id="age-negative"
@@ -329,6 +330,8 @@ INVALID_STATUSES = [
         id="details-too-big",
     ),
     pytest.param(_duplicate("discovered"), "discovered[1].topic", id="topic-twice"),
+    pytest.param(_set("bridge.warnings", ["a\x00b"]), "status", id="nul-in-a-string"),
+    pytest.param(_set("discovered.0.details", {"k\x00": 1}), "status", id="nul-in-a-key"),
 ]
 
 

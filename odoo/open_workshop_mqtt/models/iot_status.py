@@ -26,6 +26,7 @@ MAX_STATUS_MESSAGES = 100
 MAX_STATUS_MESSAGE_LEN = 500
 MAX_DISCOVERED_STR = 255
 MAX_DETAILS_JSON = 4096
+MAX_QUEUE_DEPTH = 2**31 - 1
 # A stored sent_at further ahead of Odoo's clock than this does not order statuses.
 STATUS_MAX_AHEAD = timedelta(minutes=5)
 
@@ -74,8 +75,10 @@ def _validate_bridge(bridge):
     if not isinstance(bridge.get("mqtt_connected"), bool):
         return "bridge.mqtt_connected must be true or false"
     depth = bridge.get("queue_depth")
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
-        return "bridge.queue_depth must be an integer >= 0 or null"
+    if depth is not None and (
+        not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_QUEUE_DEPTH
+    ):
+        return f"bridge.queue_depth must be an integer from 0 to {MAX_QUEUE_DEPTH} or null"
     age = bridge.get("oldest_queued_age_s")
     if age is not None and (not _is_number(age) or age < 0):
         return "bridge.oldest_queued_age_s must be a number >= 0 or null"
@@ -147,10 +150,28 @@ def _validate_discovered(entry, where):
     return None
 
 
+def _has_nul(value):
+    """Whether a NUL character hides in any string (keys too): PostgreSQL stores none."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def validate_status(status):
     """None for a valid status body, else the reason, naming the first offending key."""
     if not isinstance(status, dict):
         return "status must be a JSON object"
+    if _has_nul(status):
+        return "status must not contain NUL characters (\\u0000)"
     if parse_contract_ts(status.get("sent_at")) is None:
         return f"sent_at {_TS_RULE}"
     reason = _validate_bridge(status.get("bridge"))
