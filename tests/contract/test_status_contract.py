@@ -275,6 +275,7 @@ INVALID_STATUSES = [
     pytest.param(_set("bridge.uptime_s", -1), "bridge.uptime_s", id="uptime-negative"),
     pytest.param(_set("bridge.uptime_s", "60"), "bridge.uptime_s", id="uptime-string"),
     pytest.param(_set("bridge.uptime_s", True), "bridge.uptime_s", id="uptime-bool"),
+    pytest.param(_set("bridge.uptime_s", 10**400), "bridge.uptime_s", id="uptime-huge-int"),
     pytest.param(_set("bridge.mqtt_connected", 1), "bridge.mqtt_connected", id="mqtt-number"),
     pytest.param(_set("bridge.mqtt_connected", None), "bridge.mqtt_connected", id="mqtt-null"),
     pytest.param(_set("bridge.queue_depth", -1), "bridge.queue_depth", id="queue-negative"),
@@ -302,6 +303,7 @@ INVALID_STATUSES = [
     pytest.param(_set("devices.0.last_seen", "now"), "devices[0].last_seen", id="last_seen-words"),
     pytest.param(_set("devices.0.power_w", "120"), "devices[0].power_w", id="power-string"),
     pytest.param(_set("devices.0.power_w", False), "devices[0].power_w", id="power-bool"),
+    pytest.param(_set("devices.0.power_w", -(10**309)), "devices[0].power_w", id="power-huge-int"),
     pytest.param(_set("devices.0.session_id", ""), "devices[0].session_id", id="session-empty"),
     pytest.param(
         _set("devices.0.session_started_at", "2026-01-31T10:30:15.123+01:00"),

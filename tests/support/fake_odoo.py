@@ -127,7 +127,13 @@ def _parse_ts(value: Any) -> datetime | None:
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number a float can hold (not a boolean, not NaN/Infinity, not 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _is_text(value: Any, limit: int | None = None) -> bool:

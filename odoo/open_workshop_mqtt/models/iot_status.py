@@ -42,9 +42,13 @@ _DISCOVERED_NULLABLE = ("device_id", "model", "parser_type")
 
 
 def _is_number(value):
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    """A JSON number a float can hold (not a boolean, not NaN/Infinity, not 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _is_text(value, limit=None):
