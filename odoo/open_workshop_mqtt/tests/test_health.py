@@ -1,6 +1,9 @@
 from datetime import timedelta
 
+from odoo.exceptions import ValidationError
 from odoo.tests import new_test_user, tagged
+
+from ..models.res_config_settings import alert_settings
 
 from .common import T0, StatusCase, make_status, run_start, status_device, ts
 
@@ -121,6 +124,23 @@ class TestHealthCheck(StatusCase):
         self.assertFalse(self.bridge.alert_since)
         self.Bridge._check_health(T0 + timedelta(minutes=31))
         self.assertTrue(self.bridge.alert_since)
+
+    def test_settings_form(self):
+        Settings = self.env["res.config.settings"]
+        self.assertEqual(Settings.default_get(["ows_iot_alert_group_id"])["ows_iot_alert_group_id"],
+                         self.team.id)
+        Settings.create({"ows_iot_bridge_silence_minutes": 7, "ows_iot_plug_silence_minutes": 20,
+                         "ows_iot_alert_group_id": self.team.id}).execute()
+        settings = alert_settings(self.env)
+        self.assertEqual(settings.bridge_silence, timedelta(minutes=7))
+        self.assertEqual(settings.plug_silence, timedelta(minutes=20))
+        self.assertEqual(settings.group, self.team)
+        with self.assertRaises(ValidationError):
+            Settings.create({"ows_iot_bridge_silence_minutes": 0})
+        # a broken parameter falls back to the default instead of silencing the alarm
+        self.env["ir.config_parameter"].sudo().set_param(
+            "open_workshop_mqtt.plug_silence_minutes", "soon")
+        self.assertEqual(alert_settings(self.env).plug_silence, timedelta(minutes=10))
 
     def test_alert_group_members_of_other_companies_are_not_told(self):
         company2 = self.env["res.company"].create({"name": "Other Workshop"})
