@@ -620,3 +620,20 @@ def test_huge_and_odd_numbers_are_numbers_or_errors(parser_type: str, number: by
 )
 def test_device_seconds(value: float | str, seconds: float | None) -> None:
     assert device_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("parser_type", "topic", "payload", "options"),
+    [
+        ("tasmota", "tele/t/SENSOR", b'{"ENERGY":{"Power":5,"Total":1.8e305}}', {}),
+        ("tasmota", "tele/t/SENSOR", b'{"ANALOG":{"CTEnergy1":{"Power":5,"Energy":1.8e305}}}', {}),
+        ("generic", "g/p", b'{"p":5,"e":1.8e305}',
+         {"power_path": "p", "energy_path": "e", "energy_unit": "kWh"}),
+    ],
+)  # fmt: skip
+def test_a_counter_that_overflows_in_wh_is_an_error(
+    parser_type: str, topic: str, payload: bytes, options: dict[str, Any]
+) -> None:
+    """Found by the fuzz: a kWh counter near the float limit became infinite Wh."""
+    with pytest.raises(ParseError, match="out of range"):
+        PARSERS[parser_type].parse(topic, payload, ParserOptions(**options))

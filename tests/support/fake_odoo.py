@@ -6,10 +6,12 @@ guarded by one lock, so tests can drive it from any thread.
 
 Besides the contract it has a few knobs for fault injection (``fail_next``, ``set_delay``,
 ``drop_response_next``, ``reject_device``, ``break_on``, ``set_batch_enabled``, ``set_body_limit``,
-``set_token``) and read-outs for assertions (``stored_events``, ``stored_uids``, ``requests``,
-``sessions``, ``wait_for``). ``other_bridges`` adds bridges with their own tokens and devices, so
-the contract's ownership rules (``409 conflict``) can be exercised; ``clock`` stamps requests
-with a test's simulated time.
+``set_token``, ``fail_status_next``, ``set_status_enabled``) and read-outs for assertions
+(``stored_events``, ``stored_uids``, ``requests``, ``sessions``, ``last_status``,
+``live_devices``, ``discovered``, ``wait_for``). ``other_bridges`` adds bridges with their own
+tokens and devices, so the contract's ownership rules (``409 conflict``) can be exercised;
+``clock`` (Unix seconds) stamps requests and is the fake's "now" where the contract compares a
+bridge's time with Odoo's (the ordering of statuses), so tests can run it on simulated time.
 
 State survives ``stop()``/``start()``: a restarted fake binds the same port again and still has its
 events, like a real Odoo coming back after an outage.
@@ -21,16 +23,17 @@ import contextlib
 import copy
 import hmac
 import json
+import math
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -38,14 +41,17 @@ __all__ = [
     "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "STATUS_STATES",
     "FakeOdoo",
     "RequestRecord",
     "validate_event",
+    "validate_status",
 ]
 
 CONFIG_PATH = "/ows/iot/config"
 EVENT_PATH = "/ows/iot/event"
 EVENTS_PATH = "/ows/iot/events"
+STATUS_PATH = "/ows/iot/status"
 MAX_BATCH = 500
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_PAYLOAD_BYTES = 16 * 1024
@@ -59,6 +65,18 @@ SESSION_NUMBERS = (
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MAIN = "main"
 _DRAIN_LIMIT = 64 * 1024 * 1024
+
+# POST /ows/iot/status (odoo-api.md, "live state")
+STATUS_STATES = ("idle", "starting", "working", "standby", "stopping")
+MAX_STATUS_DEVICES = 2000
+MAX_STATUS_DISCOVERED = 500
+MAX_STATUS_MESSAGES = 100
+MAX_STATUS_MESSAGE_LEN = 500
+MAX_DISCOVERED_STR = 255
+MAX_DETAILS_JSON = 4096
+MAX_QUEUE_DEPTH = 2**31 - 1
+# A stored sent_at further ahead of the server's clock than this does not order statuses.
+STATUS_MAX_AHEAD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,198 @@ def _check_session_fields(payload: dict[str, Any]) -> str | None:
         value = payload.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             return f"payload.{key} must be a number or null"
+    return None
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    """A contract timestamp ``YYYY-MM-DDTHH:MM:SS.mmmZ`` as an aware UTC datetime, else None."""
+    if not isinstance(value, str) or not _TS_RE.match(value):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    """A JSON number a float can hold (not a boolean, not NaN/Infinity, not 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _is_text(value: Any, limit: int | None = None) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and (limit is None or len(value) <= limit)
+
+
+_TS_RULE = "must be a UTC timestamp 'YYYY-MM-DDTHH:MM:SS.mmmZ'"
+
+
+def _missing(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> str | None:
+    """Every key of the contract's table is required, the nullable ones too (as null)."""
+    for key in keys:
+        if key not in obj:
+            return f"{where}.{key} is missing"
+    return None
+
+
+_BRIDGE_NULLABLE = ("queue_depth", "oldest_queued_age_s", "config_version")
+_DEVICE_NULLABLE = ("online", "last_seen", "power_w", "session_id", "session_started_at")
+_DISCOVERED_NULLABLE = ("device_id", "model", "parser_type")
+
+
+def _validate_status_bridge(bridge: Any) -> str | None:
+    if not isinstance(bridge, dict):
+        return "bridge must be a JSON object"
+    reason = _missing(bridge, _BRIDGE_NULLABLE, "bridge")
+    if reason is not None:
+        return reason
+    if not _is_text(bridge.get("version")):
+        return "bridge.version must be a non-empty string"
+    if _parse_ts(bridge.get("started_at")) is None:
+        return f"bridge.started_at {_TS_RULE}"
+    uptime = bridge.get("uptime_s")
+    if not _is_number(uptime) or uptime < 0:
+        return "bridge.uptime_s must be a number >= 0"
+    if not isinstance(bridge.get("mqtt_connected"), bool):
+        return "bridge.mqtt_connected must be true or false"
+    depth = bridge.get("queue_depth")
+    if depth is not None and (
+        not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_QUEUE_DEPTH
+    ):
+        return f"bridge.queue_depth must be an integer from 0 to {MAX_QUEUE_DEPTH} or null"
+    age = bridge.get("oldest_queued_age_s")
+    if age is not None and (not _is_number(age) or age < 0):
+        return "bridge.oldest_queued_age_s must be a number >= 0 or null"
+    for key in ("problems", "warnings"):
+        items = bridge.get(key)
+        if not isinstance(items, list) or len(items) > MAX_STATUS_MESSAGES:
+            return f"bridge.{key} must be a list of at most {MAX_STATUS_MESSAGES} strings"
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or len(item) > MAX_STATUS_MESSAGE_LEN:
+                return (
+                    f"bridge.{key}[{i}] must be a string of at most "
+                    f"{MAX_STATUS_MESSAGE_LEN} characters"
+                )
+    version = bridge.get("config_version")
+    if version is not None and not isinstance(version, str):
+        return "bridge.config_version must be a string or null"
+    return None
+
+
+def _validate_status_device(device: Any, where: str) -> str | None:
+    if not isinstance(device, dict):
+        return f"{where} must be a JSON object"
+    if not _is_text(device.get("device_id")):
+        return f"{where}.device_id must be a non-empty string"
+    if device.get("state") not in STATUS_STATES:
+        return f"{where}.state must be one of " + ", ".join(STATUS_STATES)
+    reason = _missing(device, _DEVICE_NULLABLE, where)
+    if reason is not None:
+        return reason
+    online = device.get("online")
+    if online is not None and not isinstance(online, bool):
+        return f"{where}.online must be true, false or null"
+    for key in ("last_seen", "session_started_at"):
+        value = device.get(key)
+        if value is not None and _parse_ts(value) is None:
+            return f"{where}.{key} {_TS_RULE} or null"
+    power = device.get("power_w")
+    if power is not None and not _is_number(power):
+        return f"{where}.power_w must be a number or null"
+    session_id = device.get("session_id")
+    if session_id is not None and not _is_text(session_id):
+        return f"{where}.session_id must be a non-empty string or null"
+    return None
+
+
+_LIMIT = f"{MAX_DISCOVERED_STR} characters"
+
+
+def _validate_status_discovered(entry: Any, where: str) -> str | None:
+    if not isinstance(entry, dict):
+        return f"{where} must be a JSON object"
+    topic = entry.get("topic")
+    if (
+        not isinstance(topic, str)
+        or not _is_text(topic, MAX_DISCOVERED_STR)
+        or "+" in topic
+        or "#" in topic
+    ):
+        return f"{where}.topic must be a non-empty string of at most {_LIMIT} without wildcards"
+    reason = _missing(entry, _DISCOVERED_NULLABLE, where)
+    if reason is not None:
+        return reason
+    for key in ("device_id", "model", "parser_type"):
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_DISCOVERED_STR):
+            return f"{where}.{key} must be a string of at most {_LIMIT} or null"
+    if not _is_text(entry.get("source"), MAX_DISCOVERED_STR):
+        return f"{where}.source must be a non-empty string of at most {_LIMIT}"
+    for key in ("first_seen", "last_seen"):
+        if _parse_ts(entry.get(key)) is None:
+            return f"{where}.{key} {_TS_RULE}"
+    details = entry.get("details")
+    if not isinstance(details, dict):
+        return f"{where}.details must be a JSON object"
+    if len(json.dumps(details, separators=(",", ":"), ensure_ascii=False)) > MAX_DETAILS_JSON:
+        return f"{where}.details must be at most {MAX_DETAILS_JSON} characters as JSON"
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a NUL character hides in any string (keys too): PostgreSQL stores none."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def validate_status(status: Any) -> str | None:
+    """Return ``None`` for a valid ``POST /ows/iot/status`` body, else the reason, naming the
+    first offending key."""
+    if not isinstance(status, dict):
+        return "status must be a JSON object"
+    if _has_nul(status):
+        return "status must not contain NUL characters (\\u0000)"
+    if _parse_ts(status.get("sent_at")) is None:
+        return f"sent_at {_TS_RULE}"
+    reason = _validate_status_bridge(status.get("bridge"))
+    if reason is not None:
+        return reason
+    devices = status.get("devices")
+    if not isinstance(devices, list) or len(devices) > MAX_STATUS_DEVICES:
+        return f"devices must be a list of at most {MAX_STATUS_DEVICES} entries"
+    seen: set[str] = set()
+    for i, device in enumerate(devices):
+        reason = _validate_status_device(device, f"devices[{i}]")
+        if reason is not None:
+            return reason
+        if device["device_id"] in seen:
+            return f"devices[{i}].device_id {device['device_id']!r} is listed twice"
+        seen.add(device["device_id"])
+    discovered = status.get("discovered")
+    if not isinstance(discovered, list) or len(discovered) > MAX_STATUS_DISCOVERED:
+        return f"discovered must be a list of at most {MAX_STATUS_DISCOVERED} entries"
+    topics: set[str] = set()
+    for i, entry in enumerate(discovered):
+        reason = _validate_status_discovered(entry, f"discovered[{i}]")
+        if reason is not None:
+            return reason
+        if entry["topic"] in topics:
+            return f"discovered[{i}].topic {entry['topic']!r} is listed twice"
+        topics.add(entry["topic"])
     return None
 
 
@@ -270,7 +480,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = fake._too_large(body.length, self.headers.get("Authorization"))
         elif body is None:
             self.close_connection = True
-            answer = _Answer(400, {"error": "invalid_event", "detail": "unreadable request body"})
+            error = "invalid_status" if path == STATUS_PATH else "invalid_event"
+            answer = _Answer(400, {"error": error, "detail": "unreadable request body"})
         else:
             answer, uids = self.server.fake._dispatch(
                 self.command, path, self.headers.get("Authorization"), body
@@ -321,7 +532,7 @@ class FakeOdoo:
         config_version: str = "1",
         *,
         other_bridges: dict[str, list[dict[str, Any]]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``other_bridges``: token -> devices of further bridges (they see only their own)."""
         self._lock = threading.Lock()
@@ -342,6 +553,12 @@ class FakeOdoo:
         self._breaking: set[str] = set()
         self._batch_enabled = True
         self._max_body = MAX_BODY_BYTES
+        self._status_enabled = True
+        self._status_fail: list[int] = []
+        self._status_sent_at: datetime | None = None
+        self._last_status: dict[str, Any] | None = None
+        self._live: dict[str, dict[str, Any]] = {}
+        self._discovered: dict[str, dict[str, Any]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -465,6 +682,17 @@ class FakeOdoo:
         with self._lock:
             self._batch_enabled = enabled
 
+    def fail_status_next(self, n: int, status: int) -> None:
+        """Answer the next ``n`` status POSTs with ``status``, storing nothing. (``fail_next``
+        does not touch statuses: heartbeats would eat the failures meant for events.)"""
+        with self._lock:
+            self._status_fail.extend([status] * n)
+
+    def set_status_enabled(self, enabled: bool) -> None:
+        """``False``: ``POST /ows/iot/status`` answers 404, like an Odoo without the route."""
+        with self._lock:
+            self._status_enabled = enabled
+
     # ------------------------------------------------------------------ read-outs
     def stored_events(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -487,6 +715,22 @@ class FakeOdoo:
         """Sessions as the addon would build them from stored run_start/run_stop events."""
         with self._lock:
             return copy.deepcopy(self._sessions)
+
+    def last_status(self) -> dict[str, Any] | None:
+        """The body of the last status that was applied (``ok``), or None."""
+        with self._lock:
+            return copy.deepcopy(self._last_status)
+
+    def live_devices(self) -> dict[str, dict[str, Any]]:
+        """The live state per known device, as the latest applied status gave it."""
+        with self._lock:
+            return copy.deepcopy(self._live)
+
+    def discovered(self) -> dict[str, dict[str, Any]]:
+        """Discovered plugs by topic (not configured devices), merged over all statuses:
+        ``first_seen`` is the earliest reported, everything else the latest."""
+        with self._lock:
+            return copy.deepcopy(self._discovered)
 
     def wait_for(self, predicate: Callable[[FakeOdoo], bool], timeout: float = 10.0) -> bool:
         """Poll ``predicate(self)`` until it is true (returns True) or ``timeout`` passes."""
@@ -531,6 +775,8 @@ class FakeOdoo:
                     ],
                 }
             return _Answer(200, config), []
+        if path == STATUS_PATH:
+            return self._dispatch_status(method, authorization, body), []
         if path not in (EVENT_PATH, EVENTS_PATH):
             return _Answer(404, {"error": "not_found"}), []
         if method != "POST":
@@ -563,6 +809,69 @@ class FakeOdoo:
             answer = self._post_batch(bridge, parsed)
         answer.drop = drop
         return answer, uids
+
+    def _dispatch_status(self, method: str, authorization: str | None, body: bytes) -> _Answer:
+        with self._lock:
+            enabled = self._status_enabled
+        if not enabled:
+            return _Answer(404, {"error": "not_found"})
+        if method != "POST":
+            return _Answer(405, {"error": "method_not_allowed"})
+        with self._lock:
+            if self._status_fail:
+                code = self._status_fail.pop(0)
+                return _Answer(code, _error_body(code))
+        bridge = self._bridge_of(authorization)
+        if bridge is None:
+            return _Answer(401, {"error": "unauthorized"})
+        parsed, _uids = _parse(body)
+        if isinstance(parsed, _BadJson):
+            return _Answer(400, {"error": "invalid_status", "detail": parsed.detail})
+        reason = validate_status(parsed)
+        if reason is not None:
+            return _Answer(400, {"error": "invalid_status", "detail": reason})
+        with self._lock:
+            return self._apply_status(parsed, bridge)
+
+    def _apply_status(self, status: dict[str, Any], bridge: str) -> _Answer:
+        """Latest wins: a status older than the stored one changes nothing. Caller holds the
+        lock; ``status`` is valid. The live state kept is the main bridge's: another bridge's
+        status is answered, and all its devices are unknown here."""
+        if bridge != MAIN:
+            ids = [d["device_id"] for d in status["devices"]]
+            body = {"status": "ok", "config_version": self._config_version, "unknown_devices": ids}
+            return _Answer(200, body)
+        sent_at = _parse_ts(status["sent_at"])
+        assert sent_at is not None  # validate_status checked it
+        stored = self._status_sent_at
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        if stored is not None and sent_at < stored <= now + STATUS_MAX_AHEAD:
+            return _Answer(200, {"status": "stale", "config_version": self._config_version})
+        self._status_sent_at = sent_at
+        self._last_status = copy.deepcopy(status)
+        active = {d["device_id"] for d in self._devices if d.get("active", True)}
+        configured_ids = {d.get("device_id") for d in self._devices}
+        configured_topics = {d.get("mqtt_topic") for d in self._devices}
+        unknown: list[str] = []
+        for device in status["devices"]:
+            if device["device_id"] in active:
+                self._live[device["device_id"]] = copy.deepcopy(device)
+            else:
+                unknown.append(device["device_id"])
+        for entry in status["discovered"]:
+            if entry["topic"] in configured_topics or (
+                entry.get("device_id") is not None and entry["device_id"] in configured_ids
+            ):
+                continue  # a configured device: not a discovery
+            merged = copy.deepcopy(entry)
+            before = self._discovered.get(entry["topic"])
+            if before is not None:
+                merged["first_seen"] = min(before["first_seen"], entry["first_seen"])
+            self._discovered[entry["topic"]] = merged
+        return _Answer(
+            200,
+            {"status": "ok", "config_version": self._config_version, "unknown_devices": unknown},
+        )
 
     def _bridge_of(self, authorization: str | None) -> str | None:
         """The bridge a bearer token belongs to (``MAIN`` or another bridge's token), or None."""

@@ -187,3 +187,17 @@ class IotApiController(http.Controller):
             })
         return _json(200, {"results": results})
 
+    @http.route("/ows/iot/status", methods=["POST"], **ROUTE_OPTIONS)
+    @_guarded
+    def iot_status(self, **kwargs):
+        """POST /ows/iot/status (docs/odoo-api.md, "live state"): the bridge's heartbeat,
+        latest wins; 200 ok / stale, 400 invalid_status."""
+        bridge = _authenticate()
+        if not bridge:
+            return _unauthorized()
+        try:
+            status = _read_json()
+        except _BadRequest as exc:
+            return _json(400, {"error": "invalid_status", "detail": str(exc)})
+        outcome, body = request.env["ows.iot.status"].sudo()._ingest(bridge, status)
+        return _json(400 if outcome == "invalid_status" else 200, body)

@@ -70,6 +70,11 @@ class MachineSession(models.Model):
     energy_kwh = fields.Float(
         string="Energy (kWh)", compute="_compute_totals", store=True, aggregator="sum",
     )
+    bridge_silent = fields.Boolean(
+        readonly=True, index=True, copy=False,
+        help="Running while its bridge has gone silent. The session stays open: the bridge "
+        "closes it with its true times when it is back.",
+    )
     start_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
     stop_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
 
@@ -177,4 +182,5 @@ class MachineSession(models.Model):
                 ),
             })
         session.write(vals)
+        device._board_notify_sessions()
         return session

@@ -121,6 +121,14 @@ class Parser:
     subscriptions: SubscriptionsFn
 
 
+def in_wh(value: float, factor: float, field: str) -> float:
+    """An energy counter converted to Wh; a value that overflows doing so is no counter."""
+    wh = value * factor
+    if not math.isfinite(wh):
+        raise ParseError(f"{field} is out of range")
+    return wh
+
+
 def number(value: object, field: str) -> float:
     """A finite JSON number (bools and strings are not numbers here)."""
     if type(value) is float:

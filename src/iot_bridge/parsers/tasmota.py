@@ -53,9 +53,17 @@ from iot_bridge.parsers._common import (
     too_big,
     with_time,
 )
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading, number
+from iot_bridge.parsers.base import (
+    MAX_PAYLOAD_BYTES,
+    Parser,
+    ParserOptions,
+    Reading,
+    in_wh,
+    number,
+)
 
 _STARTS = ("tele/", "stat/", "cmnd/")
+_MAX_WH = 1.7e308
 _PHASES = tuple(f"Phase{i + 1}" for i in range(16))
 
 
@@ -117,7 +125,8 @@ def _ct_energy(obj: dict[str, Any], channel: int) -> Reading | None:
     )
     if power is None and total is None and voltage is None and current is None:
         return SIGN_OF_LIFE
-    return reading(power, None if total is None else total * 1000.0, voltage, current)
+    energy = None if total is None else in_wh(total, 1000.0, f"{where}.Energy")
+    return reading(power, energy, voltage, current)
 
 
 def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
@@ -144,7 +153,7 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
         return with_time(SIGN_OF_LIFE, _time(obj))
     return reading(
         power,
-        None if total is None else total * 1000.0,
+        None if total is None else in_wh(total, 1000.0, "ENERGY.Total"),
         voltage,
         current,
         device_ts=_time(obj),
@@ -191,6 +200,8 @@ def _fast_sensor(payload: bytes) -> Reading | None:
     e: _Energy = energy
     power = None if e.Power is _UNSET else e.Power
     total = None if e.Total is _UNSET else e.Total * 1000.0
+    if total is not None and not -_MAX_WH < total < _MAX_WH:
+        return None  # overflowed: let the general path say so
     voltage = None if e.Voltage is _UNSET else e.Voltage
     current = None if e.Current is _UNSET else e.Current
     if power is None and total is None and voltage is None and current is None:
