@@ -82,12 +82,14 @@ def _too_large(length):
 def _read_body():
     """The request body, at most MAX_BODY_BYTES. A larger one is still read to its end (up to
     DRAIN_LIMIT, werkzeug refuses beyond) and dropped, so that the client gets the JSON 413
-    instead of a connection reset while it is still sending."""
+    instead of a connection reset while it is still sending. The body is kept (``cache``):
+    Odoo replays a request whose transaction hit a serialization failure, and the replay must
+    read the same body again."""
     httprequest = request.httprequest
     length = httprequest.content_length
     httprequest.max_content_length = DRAIN_LIMIT
     try:
-        data = httprequest.get_data(cache=False)
+        data = httprequest.get_data(cache=True)
     except RequestEntityTooLarge:
         raise _TooLarge(length or DRAIN_LIMIT) from None
     if len(data) > MAX_BODY_BYTES:

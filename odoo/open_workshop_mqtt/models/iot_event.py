@@ -193,12 +193,20 @@ class IotEvent(models.Model):
             None, device.id,
         ):
             return CONFLICT, SESSION_CONFLICT
+        # What came before is written, so only this event's writes are at stake below. The
+        # savepoint does not flush by itself: a flushing savepoint also runs the precommit
+        # hooks, which would send the board's once-per-transaction notices once per event.
+        self.env.flush_all()
         try:
-            with self.env.cr.savepoint():
-                return self._store(bridge, device, event, session_id)
+            with self.env.cr.savepoint(flush=False):
+                result = self._store(bridge, device, event, session_id)
+                self.env.flush_all()
+            return result
         except SessionConflict:
+            self.env.clear()  # drop this event's unwritten changes; the hooks stay
             return CONFLICT, SESSION_CONFLICT
         except (psycopg2.DataError, ValueError, OverflowError, TypeError) as exc:
+            self.env.clear()
             return INVALID, f"cannot be stored: {type(exc).__name__}"
 
     def _store(self, bridge, device, event, session_id):
