@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,13 @@ def device(name: str, **session: float) -> dict[str, Any]:
 
 def frame(name: str, watts: float, energy: float = 100.0) -> tuple[str, bytes]:
     return f"{name}/status/pm1:0", json.dumps(pm1_frame(watts, energy)).encode()
+
+
+def metric(text: str, name: str) -> float:
+    """One series of ``/metrics`` text; a labelled one as ``name{label="value"}``. A series
+    that is not there (a counter never incremented) reads 0."""
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:

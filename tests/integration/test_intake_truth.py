@@ -5,7 +5,6 @@ Each test is one way the intake used to lose or invent a billed session."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tests.integration.conftest import (
     device,
     events_of,
     frame,
+    metric,
     notify,
     publish,
     publish_run,
@@ -26,11 +26,6 @@ from tests.integration.conftest import (
     wait_until,
 )
 from tests.support.fake_odoo import FakeOdoo
-
-
-def metric(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def learn_clock(broker: Mosquitto, bridge: BridgeProcess, name: str) -> None:

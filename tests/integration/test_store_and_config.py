@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     device,
     events_of,
     frame,
+    metric,
     notify,
     open_session,
     publish,
@@ -27,7 +28,6 @@ from tests.integration.conftest import (
     session,
     wait_until,
 )
-from tests.integration.test_mqtt_faults import metric
 from tests.support.fake_odoo import FakeOdoo
 
 
