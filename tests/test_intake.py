@@ -17,7 +17,7 @@ from iot_bridge.errors import StoreError
 from iot_bridge.events import format_ts
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
-from iot_bridge.runtime.intake import EARLY_ACKS, Intake
+from iot_bridge.runtime.intake import EARLY_ACKS, INLINE_COMMIT_MAX, Intake
 from iot_bridge.runtime.metrics import Metrics
 from iot_bridge.runtime.pipeline import Pipeline
 from tests.support.clock import FakeClock, settle
@@ -442,5 +442,33 @@ def test_odd_but_valid_json_is_harmless(tmp_path: Path, payload: bytes) -> None:
             r.source.publish((TOPIC, payload))
             await r.run(0.1)
             assert r.events() == []
+
+    run(go())
+
+
+def test_stop_waits_for_the_commit_in_flight_and_acknowledges_it(tmp_path: Path) -> None:
+    """A big group commits off the loop; stopping must wait for it, not spin (it once did,
+    and SIGTERM during a backlog drain then never ended the process)."""
+
+    async def go() -> None:
+        clock = FakeClock()
+        source = FakeSource(clock.now)
+        store = FlakyStore(tmp_path / "bridge.db")
+        intake = Intake(
+            Pipeline(), store=store, db=InlineDb(), metrics=Metrics(), clock=clock, source=source
+        )
+        run_task = asyncio.create_task(intake.run())
+        feed_task = asyncio.create_task(intake.feed())
+        intake.apply_config(CONFIG)
+        await clock.advance(0.1)
+        source.connect()
+        await clock.advance(1)
+        ids = source.publish(*[(TOPIC, pm1(5.0)) for _ in range(INLINE_COMMIT_MAX + 50)])
+        intake.stop()  # arrives with the batch: the commit is still in flight when it is seen
+        done, _ = await asyncio.wait([run_task], timeout=5)  # a spin never yields: no timeout
+        assert done, "the intake did not stop"
+        assert source.acked_ids() == ids
+        feed_task.cancel()
+        store.close()
 
     run(go())

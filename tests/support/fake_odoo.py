@@ -86,8 +86,8 @@ class RequestRecord:
     ``status`` is the status code sent; it is 0 when the response was dropped on purpose
     (``drop_response_next``), then ``dropped`` is True. ``event_uids`` lists the string
     ``event_uid`` values found in the body (one for the single form, all of them for a batch).
-    ``t`` is the fake's ``clock()`` (``time.monotonic`` unless given) when the request line had
-    been read.
+    ``t`` is the fake's ``clock()`` (``time.time`` unless given) when the request line had been
+    read.
     """
 
     method: str

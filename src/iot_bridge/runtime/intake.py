@@ -162,8 +162,9 @@ class Intake:
                 self._timer.cancel()
 
     async def _sleep(self) -> None:
-        """Until an input arrives or the next time something is due."""
-        if self._inbox or self._stopping:
+        """Until an input arrives or the next time something is due (stopping: until the
+        commit in flight is done, which wakes it)."""
+        if self._inbox or (self._stopping and self._inflight is None):
             return
         when = self._next_due()
         if self._timer is not None:
