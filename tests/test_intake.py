@@ -4,6 +4,7 @@ store. What crosses the wire is tested in ``tests/integration``; here is the ord
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -472,3 +473,23 @@ def test_stop_waits_for_the_commit_in_flight_and_acknowledges_it(tmp_path: Path)
         store.close()
 
     run(go())
+
+
+def test_the_debug_line_names_the_power_only_when_the_message_carried_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="iot_bridge.intake")
+
+    async def go() -> None:
+        async with rig(tmp_path) as r:
+            r.source.connect()
+            await r.run(1)
+            r.source.publish((TOPIC, pm1(120.5)), ("m1/online", b"true"))
+            await r.run(0.1)
+
+    run(go())
+    lines = [m for m in caplog.messages if m.startswith("Message received")]
+    assert lines == [
+        "Message received: topic=m1/status/pm1:0, power=120.5W",
+        "Message received: topic=m1/online (no power value)",
+    ]
