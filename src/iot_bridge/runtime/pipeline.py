@@ -294,11 +294,13 @@ class Pipeline:
                     device.timeline.live(arrival, reading.device_ts, reading.coarse)
                     det = device.detector
                     transitions = det.transitions
+                    revision = det.revision
                     more = det.handle_reading(arrival, power, reading.energy_wh)
                     if self.forward_measurements:
                         measured = self._measurement(device.device_id, topic, reading, arrival)
                         more = (*more, measured)
-                    self.dirty.add(device.device_id)
+                    if det.revision != revision:  # a change a restart must keep
+                        self.dirty.add(device.device_id)
                     if det.transitions != transitions:
                         self._schedule(device, arrival)  # deadlines move earlier only here
             except ParseError as exc:

@@ -122,13 +122,18 @@ _BOOK_FIELDS = frozenset(_Book.__dataclass_fields__)
 class SessionDetector:
     """The state machine of one device. Not thread-safe; one owner calls it."""
 
-    __slots__ = ("_b", "config", "device_id", "transitions")
+    __slots__ = ("_b", "config", "device_id", "revision", "transitions")
 
     def __init__(self, device_id: str, config: SessionConfig) -> None:
         self.device_id = device_id
         self.config = config
         self._b = _Book()
         self.transitions = 0  # counts applied table rows: a cheap "did anything change?"
+        # counts changes a restart must not lose: every message of a candidate or open session
+        # (its figures), a level change, a transition. An idle plug's chatter (its last-seen
+        # time, its power below the thresholds) is not one: a crash loses nothing of a session
+        # by forgetting it, and skipping it keeps the store's writes to what matters
+        self.revision = 0
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -189,11 +194,13 @@ class SessionDetector:
         if state is State.IDLE:
             events = _NO_EVENTS  # no timers run in IDLE
         elif state is State.WORKING or state is State.STANDBY:
+            self.revision += 1
             # only the message timeout runs here; checked inline, it is the per-message path
             base = b.timeout_base
             due = base is not None and base + cfg.message_timeout_s <= now
             events = self.advance(now) if due else _NO_EVENTS
         else:
+            self.revision += 1
             events = self.advance(now)
         b.last_seen = now
         b.timeout_base = now
@@ -212,6 +219,8 @@ class SessionDetector:
         else:
             level = Level.OFF
         previous, b.level = b.level, level
+        if level is not previous:
+            self.revision += 1
         state = b.state
         if state is State.IDLE:
             if level is not Level.WORKING:
@@ -334,6 +343,7 @@ class SessionDetector:
             return _NO_EVENTS
         new_state, action = entry
         self.transitions += 1
+        self.revision += 1
         old_state, b.state = b.state, new_state
         if old_state is State.WORKING and new_state is not State.WORKING:
             closes_at_last_message = action in (Action.CLOSE_TIMEOUT, Action.CLOSE_OFFLINE)
