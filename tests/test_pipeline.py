@@ -256,21 +256,22 @@ def test_any_input_stream_never_raises_and_keeps_sessions_whole(steps: list[Any]
 
 
 def test_only_changes_a_restart_must_keep_make_the_store_write() -> None:
-    """An idle plug's chatter is not written with every commit; a level change, a candidate
-    session and every reading of an open session are."""
+    """An idle plug's chatter is written only when it taught the bridge its rhythm (a cadence
+    sample every eight readings); a level change, a candidate session and every reading of an
+    open session are written each time."""
     p = Pipeline()
     p.apply(devices(shelly("saw")), T0)
     topic = "saw/status/switch:0"
     p.handle(topic, status(1.0), T0)  # the first level the detector learns is kept
     assert set(p.take_dirty_states()) == {"saw-0"}
-    for i in range(1, 5):
-        p.handle(topic, status(1.0 + i / 10), T0 + i)
-    assert p.take_dirty_states() == {}
-    p.handle(topic, status(50), T0 + 6)  # OFF -> STANDBY
+    written = 0
+    for i in range(1, 41):
+        p.handle(topic, status(1.0 + i / 100), T0 + i)
+        written += len(p.take_dirty_states())
+    assert written == 7  # samples at readings 2, 4, 8, 16, 24, 32 and 40 of the plug
+    p.handle(topic, status(50), T0 + 50)  # OFF -> STANDBY
     assert set(p.take_dirty_states()) == {"saw-0"}
-    p.handle(topic, status(51), T0 + 7)  # still standby, idle
-    assert p.take_dirty_states() == {}
-    start(p, topic, T0 + 8)
+    start(p, topic, T0 + 60)
     p.take_dirty_states()
-    p.handle(topic, status(500), T0 + 10)  # inside the open session: its figures move
+    p.handle(topic, status(500), T0 + 62)  # inside the open session: its figures move
     assert set(p.take_dirty_states()) == {"saw-0"}

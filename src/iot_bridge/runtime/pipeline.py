@@ -291,7 +291,7 @@ class Pipeline:
                     if not -bound <= power <= bound:
                         raise _implausible(power, bound)
                     device.online = True
-                    device.timeline.live(arrival, reading.device_ts, reading.coarse)
+                    learned = device.timeline.live(arrival, reading.device_ts, reading.coarse)
                     det = device.detector
                     transitions = det.transitions
                     revision = det.revision
@@ -299,7 +299,7 @@ class Pipeline:
                     if self.forward_measurements:
                         measured = self._measurement(device.device_id, topic, reading, arrival)
                         more = (*more, measured)
-                    if det.revision != revision:  # a change a restart must keep
+                    if learned or det.revision != revision:  # a change a restart must keep
                         self.dirty.add(device.device_id)
                     if det.transitions != transitions:
                         self._schedule(device, arrival)  # deadlines move earlier only here

@@ -59,8 +59,9 @@ class Timeline:
     mark: float | None = None  # arrival that began the current cadence sample
     fine_in_backlog: bool = False  # this catch-up has placed a fine reading of this device
 
-    def live(self, arrival: float, device_ts: DeviceTime | None, coarse: bool) -> None:
-        """A live reading: it is timed by its arrival, and it teaches offset and cadence."""
+    def live(self, arrival: float, device_ts: DeviceTime | None, coarse: bool) -> bool:
+        """A live reading: it is timed by its arrival, and it teaches offset and cadence.
+        True when it took a cadence sample: then what was learned is worth keeping."""
         if device_ts is not None and not coarse:
             self.fine_ts = device_ts
             self.fine_at = arrival
@@ -68,6 +69,8 @@ class Timeline:
         # samples of 2, 2, 4, then 8 readings: a plug heard only briefly has a cadence too
         if count >= CADENCE_SAMPLE or count >= 2 << self.cadence_n:
             self._sample(arrival)
+            return True
+        return False
 
     def _sample(self, arrival: float) -> None:
         mark = self.mark
