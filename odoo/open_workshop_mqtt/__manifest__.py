@@ -18,11 +18,13 @@ Bridges authenticate with a bearer token that is stored hashed and shown once.
     "data": [
         "security/security.xml",
         "security/ir.model.access.csv",
+        "data/ir_cron_data.xml",
         "wizard/bridge_token_wizard_views.xml",
         "views/iot_bridge_views.xml",
         "views/iot_device_views.xml",
         "views/machine_session_views.xml",
         "views/iot_event_views.xml",
+        "views/res_config_settings_views.xml",
         "views/menus.xml",
     ],
     "installable": True,

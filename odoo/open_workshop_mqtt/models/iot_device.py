@@ -228,8 +228,14 @@ class IotDevice(models.Model):
         devices.bridge_id._bump_config_version()
         return devices
 
+    @api.model
+    def _config_fields(self):
+        """Fields whose change alters this device's config entry; addons that extend
+        ``_config_entry`` add theirs, so that ``config_version`` moves with them."""
+        return CONFIG_FIELDS
+
     def write(self, vals):
-        if not CONFIG_FIELDS.intersection(vals):
+        if not self._config_fields().intersection(vals):
             return super().write(vals)
         old_bridges = self.bridge_id
         result = super().write(vals)

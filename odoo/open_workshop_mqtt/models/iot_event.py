@@ -51,8 +51,12 @@ def parse_any_ts(value):
     return parsed
 
 
-def validate_event(event):
-    """None for a valid Unified Event Schema v1 event, else the reason."""
+def validate_event(event, event_types=EVENT_TYPE_KEYS):
+    """None for a valid Unified Event Schema v1 event, else the reason.
+
+    ``event_types`` are the accepted types: the core's, or (from ``_ingest``) every type
+    registered on the ``event_type`` selection, including those added by other addons.
+    """
     if not isinstance(event, dict):
         return "event must be a JSON object"
     if event.get("schema_version") != "v1":
@@ -68,8 +72,8 @@ def validate_event(event):
     if not isinstance(device_id, str) or not device_id.strip():
         return "device_id must be a non-empty string"
     event_type = event.get("event_type")
-    if event_type not in EVENT_TYPE_KEYS:
-        return "event_type must be one of " + ", ".join(sorted(EVENT_TYPE_KEYS))
+    if event_type not in event_types:
+        return "event_type must be one of " + ", ".join(sorted(event_types))
     payload = event.get("payload")
     if not isinstance(payload, dict):
         return "payload must be a JSON object"
@@ -123,7 +127,7 @@ class IotEvent(models.Model):
         INSERT fails with a serialization error on the conflict, which also means ``duplicate``.
         The INSERT runs in a savepoint, so the outcome of one event never spoils the next.
         """
-        reason = validate_event(event)
+        reason = validate_event(event, self._event_type_keys()) or self._validate_payload(event)
         if reason is not None:
             return INVALID, reason
         device = self._find_device(bridge, event["device_id"], device_cache)
@@ -160,10 +164,27 @@ class IotEvent(models.Model):
             return DUPLICATE, None
         if row is None:
             return DUPLICATE, None
-        record = self.browse(row[0])
+        self._process_event(self.browse(row[0]), device, event)
+        return CREATED, None
+
+    # ------------------------------------------------------------------ event types (hooks)
+    # Another addon adds an event type with ``selection_add`` on ``event_type`` and extends
+    # ``_validate_payload`` and ``_process_event`` for it (calling super for the others).
+    @api.model
+    def _event_type_keys(self):
+        """The accepted event types: the selection, as extended by the installed addons."""
+        return {key for key, _label in self._fields["event_type"].selection}
+
+    @api.model
+    def _validate_payload(self, event):
+        """Type-specific checks of an event that passed ``validate_event``: None or the reason."""
+        return None
+
+    @api.model
+    def _process_event(self, record, device, event):
+        """Act on an event stored just now (once per ``event_uid``)."""
         if event["event_type"] in SESSION_EVENT_TYPES:
             self.env["ows.machine.session"]._apply_event(record, device, event)
-        return CREATED, None
 
     @api.model
     def _find_device(self, bridge, device_id, cache=None):
