@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the open_workshop_mqtt addon's own tests on a fresh database, then the project's REST
-# contract suite (tests/contract/) against a live Odoo serving that database.
+# Installs every addon of the project (odoo/*/__manifest__.py) on a fresh database, runs their
+# own tests (tours included, in headless Chromium), then the project's REST contract suite
+# (tests/contract/) against a live Odoo serving that database.
 #
 # Needs an Odoo 18 installation (not part of this repository) at ${ODOO_HOME:-/opt/odoo18}
 # with odoo-bin and a python (${ODOO_PYTHON:-$ODOO_HOME/.venv/bin/python}); without one it says
@@ -23,6 +24,23 @@ export PGPORT="${PGPORT:-5432}"
 export PGUSER="${PGUSER:-$(id -un)}"
 if [[ "$PGUSER" == "postgres" ]]; then
     echo "odoo refuses to run as the postgres database user; set PGUSER to another role" >&2
+    exit 2
+fi
+
+ADDONS="$(cd "$REPO/odoo" && for m in */__manifest__.py; do printf '%s,' "${m%%/*}"; done)"
+ADDONS="${ADDONS%,}"
+TEST_TAGS="$(printf '/%s,' ${ADDONS//,/ })"
+TEST_TAGS="${TEST_TAGS%,}"
+
+# Tours need a Chrome-compatible browser and websocket-client in Odoo's python; without them
+# Odoo would skip the tours silently.
+if ! "$ODOO_PYTHON" -c "import websocket" 2>/dev/null; then
+    echo "Odoo's python lacks websocket-client (tours would be skipped):" \
+        "$ODOO_PYTHON -m pip install websocket-client" >&2
+    exit 2
+fi
+if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null; then
+    echo "no chromium for the tours: apt-get install chromium" >&2
     exit 2
 fi
 
@@ -64,27 +82,28 @@ ODOO_ARGS=(
 
 createdb "$DB"
 
-# 1. The addon's own tests (TransactionCase, HttpCase, concurrency) on a fresh database.
+# 1. The addons' own tests (TransactionCase, HttpCase, tours, concurrency) on a fresh database.
 TEST_PORT="$(free_port)"
 TEST_LOG="$WORK/odoo-tests.log"
-echo "== odoo: installing open_workshop_mqtt and running its tests (db $DB)"
+echo "== odoo: installing $ADDONS and running their tests (db $DB)"
 set +e
 "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" "${ODOO_ARGS[@]}" \
     --http-port="$TEST_PORT" --gevent-port="$(free_port)" \
-    -i open_workshop_mqtt --test-tags /open_workshop_mqtt --stop-after-init \
+    -i "$ADDONS" --test-tags "$TEST_TAGS" --stop-after-init \
     >"$TEST_LOG" 2>&1
 odoo_rc=$?
 set -e
 grep -E "odoo\.tests\.(stats|result)" "$TEST_LOG" | sed -E 's/^.* (odoo\.tests\.)/\1/' || true
 # odoo-bin may exit 0 with failed tests: the log decides too.
 if [[ $odoo_rc -ne 0 ]] || grep -qE " (ERROR|CRITICAL) | FAIL: " "$TEST_LOG" \
+        || grep -qE ": skipped [A-Za-z_]+\.test" "$TEST_LOG" \
         || ! grep -qE "odoo\.tests\.result: 0 failed, 0 error\(s\) of [1-9][0-9]* tests" "$TEST_LOG"; then
     echo "== odoo tests FAILED (exit $odoo_rc); errors:" >&2
-    grep -E " (ERROR|CRITICAL) | FAIL: |^Traceback|Error: " -A12 "$TEST_LOG" | head -200 >&2 || true
+    grep -E " (ERROR|CRITICAL) | FAIL: |^Traceback|Error: |: skipped " -A12 "$TEST_LOG" | head -200 >&2 || true
     exit 1
 fi
 ran="$(grep -oE "of [0-9]+ tests" "$TEST_LOG" | tail -1 | grep -oE "[0-9]+")"
-echo "odoo addon tests: $ran passed, 0 failed"
+echo "odoo addon tests ($ADDONS): $ran passed, 0 failed"
 
 # 2. Seed two bridges with a device each, then serve the database.
 echo "== odoo: seeding two bridges"

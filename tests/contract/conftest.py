@@ -42,6 +42,7 @@ def _fake_devices() -> list[dict[str, object]]:
                 "stop_debounce_s": 15,
                 "message_timeout_s": 20,
             },
+            "badge_reader": {"mqtt_topic": "contract/reader/SENSOR", "format": "tasmota"},
         }
     ]
 

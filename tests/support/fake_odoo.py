@@ -30,15 +30,24 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["EVENT_TYPES", "MAX_BATCH", "FakeOdoo", "RequestRecord", "validate_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_BATCH",
+    "FakeOdoo",
+    "RequestRecord",
+    "normalise_badge_uid",
+    "validate_event",
+]
 
 CONFIG_PATH = "/ows/iot/config"
 EVENT_PATH = "/ows/iot/event"
 EVENTS_PATH = "/ows/iot/events"
 MAX_BATCH = 500
-EVENT_TYPES = frozenset({"run_start", "run_stop", "power_measurement"})
+EVENT_TYPES = frozenset({"run_start", "run_stop", "power_measurement", "badge_scan"})
 SESSION_EVENT_TYPES = frozenset({"run_start", "run_stop"})
+MAX_BADGE_UID = 128
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+_HEX_GROUPS = re.compile(r"^[0-9A-F]{2}([ :\-][0-9A-F]{2})+$")
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -58,6 +67,41 @@ class RequestRecord:
     event_uids: list[str] = field(default_factory=list)
     t: float = 0.0
     dropped: bool = False
+
+
+def _valid_ts(value: Any) -> bool:
+    if not isinstance(value, str) or not _TS_RE.match(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+def normalise_badge_uid(value: Any) -> str | None:
+    """A badge UID as Odoo keys it (``odoo-api.md``, "badge_scan"): trimmed, upper-case, hex
+    byte pairs without separators; ``None`` unless a non-empty string."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    if _HEX_GROUPS.match(text):
+        text = re.sub(r"[ :\-]", "", text)
+    return text or None
+
+
+def _validate_badge_scan(payload: dict[str, Any]) -> str | None:
+    uid = normalise_badge_uid(payload.get("badge_uid"))
+    if uid is None:
+        return "badge_scan payload needs a non-empty string badge_uid"
+    if len(uid) > MAX_BADGE_UID:
+        return f"badge_uid must be at most {MAX_BADGE_UID} characters"
+    if not _valid_ts(payload.get("scanned_at")):
+        return "badge_scan payload needs scanned_at, a UTC timestamp 'YYYY-MM-DDTHH:MM:SS.mmmZ'"
+    reader = payload.get("reader")
+    if reader is not None and not isinstance(reader, str):
+        return "badge_scan reader must be a string or null"
+    return None
 
 
 def validate_event(event: Any) -> str | None:
@@ -89,6 +133,8 @@ def validate_event(event: Any) -> str | None:
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id.strip():
             return f"{event_type} payload needs a non-empty string session_id"
+    if event_type == "badge_scan":
+        return _validate_badge_scan(payload)
     return None
 
 
