@@ -1,0 +1,3 @@
+from . import test_counter
+from . import test_concurrency
+from . import test_tour
