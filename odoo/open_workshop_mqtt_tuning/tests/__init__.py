@@ -1,0 +1,2 @@
+from . import test_suggest
+from . import test_tuning
