@@ -105,7 +105,32 @@ fi
 ran="$(grep -oE "of [0-9]+ tests" "$TEST_LOG" | tail -1 | grep -oE "[0-9]+")"
 echo "odoo addon tests ($ADDONS): $ran passed, 0 failed"
 
-# 2. Seed two bridges with a device each, then serve the database.
+# 2. The committed translation templates are the ones Odoo exports from this code.
+POT_ADDONS=""
+for m in ${ADDONS//,/ }; do
+    [[ -f "$REPO/odoo/$m/i18n/$m.pot" ]] && POT_ADDONS="$POT_ADDONS,$m"
+done
+if [[ -n "$POT_ADDONS" ]]; then
+    mkdir -p "$WORK/pot"
+    POT_MODULES="${POT_ADDONS#,}" POT_DIR="$WORK/pot" POT_FLAT=1 \
+        "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" shell "${ODOO_ARGS[@]}" --no-http \
+        <"$REPO/odoo/export_pot.py" >"$WORK/pot.out" 2>"$WORK/pot.log"
+    stale=""
+    for m in ${POT_ADDONS//,/ }; do
+        if ! cmp -s "$WORK/pot/$m.pot" "$REPO/odoo/$m/i18n/$m.pot"; then
+            stale="$stale $m"
+            diff -u "$REPO/odoo/$m/i18n/$m.pot" "$WORK/pot/$m.pot" | head -30 >&2 || true
+        fi
+    done
+    if [[ -n "$stale" ]]; then
+        echo "translation templates out of date:$stale (regenerate with odoo/export_pot.py," \
+            "then update i18n/de.po)" >&2
+        exit 1
+    fi
+    echo "translation templates up to date:${POT_ADDONS//,/ }"
+fi
+
+# 3. Seed two bridges with a device each, then serve the database.
 echo "== odoo: seeding two bridges"
 "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" shell "${ODOO_ARGS[@]}" --no-http \
     <"$REPO/odoo/seed_contract.py" >"$WORK/seed.out" 2>"$WORK/seed.log"
@@ -149,7 +174,7 @@ if [[ "$code" != "401" ]]; then
     exit 1
 fi
 
-# 3. The contract suite, unchanged, against the live Odoo.
+# 4. The contract suite, unchanged, against the live Odoo.
 echo "== contract suite against real Odoo"
 set -a
 # shellcheck disable=SC1091

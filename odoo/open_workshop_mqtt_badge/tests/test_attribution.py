@@ -28,7 +28,8 @@ class TestAttribution(BadgeCase):
                          "pending")
 
     def test_window_is_a_setting(self):
-        self.env["ir.config_parameter"].sudo().set_param(WINDOW_PARAM, "300")
+        self.env["res.config.settings"].create({"ows_badge_window_s": 300}).execute()
+        self.assertEqual(self.env["ir.config_parameter"].sudo().get_param(WINDOW_PARAM), "300")
         self.scan("04A23B1C", 0)
         self.assertEqual(self.start(290).partner_id, self.alice)
 

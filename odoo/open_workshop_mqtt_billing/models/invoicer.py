@@ -98,9 +98,10 @@ class SessionInvoicer(models.AbstractModel):
             by_machine = defaultdict(lambda: sessions.browse())
             for session in group:
                 by_machine[session.device_id] |= session
+            worded = self.with_context(lang=partner.lang) if partner.lang else self
             for device, machine_sessions in sorted(by_machine.items(),
                                                    key=lambda kv: kv[0].machine_name):
-                lines.extend(self._lines(device, machine_sessions))
+                lines.extend(worded._lines(device, machine_sessions))
             invoices |= Move.with_company(company).create({
                 "move_type": "out_invoice",
                 "company_id": company.id,
@@ -128,11 +129,11 @@ class SessionInvoicer(models.AbstractModel):
                 top_up += extra
                 under_minimum |= session
             details.append("• %s, %s %s" % (self._when(session), _format_qty(qty), unit))
-        basis = dict(device._fields["billing_basis"]._description_selection(self.env))[
-            device.billing_basis]
+        basis = {"working_hour": _("per working hour"), "session_hour": _("per session hour"),
+                 "kwh": _("per kWh")}[device.billing_basis]
         count = (_("1 session") if len(sessions) == 1
                  else _("%s sessions", len(sessions)))
-        name = "%s (%s, %s)\n%s" % (device.machine_name, count, basis.lower(),
+        name = "%s (%s, %s)\n%s" % (device.machine_name, count, basis,
                                      "\n".join(details))
         lines = [{
             "product_id": device.billing_product_id.id,
@@ -143,13 +144,14 @@ class SessionInvoicer(models.AbstractModel):
         }]
         if top_up:
             currency = device.billing_currency_id
+            minimum = f"{device.billing_minimum:.{currency.decimal_places}f} {currency.name}"
             lines.append({
                 "product_id": device.billing_product_id.id,
                 "name": _(
                     "%(machine)s: minimum charge of %(minimum)s per session (%(count)s sessions "
-                    "below it)", machine=device.machine_name,
-                    minimum=f"{device.billing_minimum:.{currency.decimal_places}f} {currency.name}",
-                    count=len(under_minimum)),
+                    "below it)",
+                    machine=device.machine_name, minimum=minimum, count=len(under_minimum),
+                ),
                 "quantity": 1.0,
                 "price_unit": currency.round(top_up),
                 "ows_session_ids": [fields.Command.set(under_minimum.ids)],

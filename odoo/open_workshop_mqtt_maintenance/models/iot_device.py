@@ -5,7 +5,7 @@ class IotDevice(models.Model):
     _inherit = "ows.iot.device"
 
     equipment_id = fields.Many2one(
-        "maintenance.equipment", string="Maintenance Equipment", ondelete="set null",
+        "maintenance.equipment", string="Equipment (Maintenance)", ondelete="set null",
         index=True, help="The equipment whose working-hour counter this machine's sessions feed.",
     )
 

@@ -36,7 +36,7 @@ class MaintenanceEquipment(models.Model):
         "of this. 0: no plan.",
     )
     ows_service_index = fields.Integer(
-        readonly=True, copy=False,
+        string="Intervals Passed", readonly=True, copy=False,
         help="How many intervals the counter had passed when it was last checked.",
     )
     ows_next_service_h = fields.Float(string="Next Service At (h)",
@@ -104,7 +104,12 @@ class MaintenanceEquipment(models.Model):
                 equipment._ows_open_service_request(index)
 
     def _ows_open_service_request(self, index):
+        """The request, worded in the technician's language (else the company's): the bridge's
+        request that ends the session has no language of its own."""
         self.ensure_one()
+        lang = self.technician_user_id.lang or self.company_id.partner_id.lang
+        if lang:
+            self = self.with_context(lang=lang)  # noqa: PLW0642
         due = index * self.ows_service_interval_h
         request = self.env["maintenance.request"].sudo().create({
             "name": _("Service after %(hours)s working hours: %(equipment)s",

@@ -1,6 +1,7 @@
 import { loadBundle } from "@web/core/assets";
 import { _t } from "@web/core/l10n/translation";
 import { registry } from "@web/core/registry";
+import { sprintf } from "@web/core/utils/strings";
 import { useService } from "@web/core/utils/hooks";
 import { standardWidgetProps } from "@web/views/widgets/standard_widget_props";
 import { Component, onWillStart, onWillUpdateProps, useEffect, useRef, useState } from "@odoo/owl";
@@ -56,6 +57,21 @@ export class PowerChart extends Component {
             too_close: _t("The power modes are too close together to separate."),
         };
         return s && !this.suggestion ? reasons[s.reason] : "";
+    }
+
+    get summary() {
+        const data = this.state.data;
+        return sprintf(_t("%(count)s readings of the last %(days)s days"), {
+            count: data.points.length,
+            days: data.days,
+        });
+    }
+
+    get noReadings() {
+        return sprintf(
+            _t("No power readings of the last %(days)s days. The chart uses the readings the bridge forwards as power_measurement events: run it with FORWARD_MEASUREMENTS=true through a day of normal use."),
+            { days: this.state.data ? this.state.data.days : 7 }
+        );
     }
 
     formatW(value) {
