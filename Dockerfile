@@ -40,7 +40,7 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     DATA_DIR=/data \
-    HEALTH_HOST=0.0.0.0 \
+    HEALTH_HOST=127.0.0.1 \
     HEALTH_PORT=8080
 
 # uid 1000 like the original; /data belongs to it, so a fresh named volume does too.

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Container smoke test: build the image, run it against a private mosquitto and the test Odoo
-# server (tests/support/fake_odoo.py), drive simulated sessions, SIGKILL the container between
-# sessions and in the middle of one, and check that Odoo got every run_start/run_stop exactly once
-# and that Docker reports the container healthy.
+# Container smoke test: the deployment steps of docs/deployment.md as far as Docker allows here
+# (no image registry: the compose stack's own images cannot be pulled), then the image itself.
+#
+#  - a fresh copy of deploy/: `docker-compose config -q` with the example env, `./setup.sh`
+#    (secrets, certificate, broker users), `config -q` again with the .env it made;
+#  - the deployment's mosquitto.conf with setup.sh's passwd, ACL and certificate (host mosquitto,
+#    own ports), the compose health check against it, plain and over TLS;
+#  - build the image, run it against that broker (as user iot-bridge) and the test Odoo server
+#    (tests/support/fake_odoo.py), drive simulated sessions from a plug user that setup.sh
+#    added, SIGKILL the container between sessions and in the middle of one, and check that
+#    Odoo got every run_start/run_stop exactly once and that Docker reports it healthy.
 #
 #   bash deploy/smoke-test.sh          (as root; about 1-3 minutes)
 #
@@ -36,6 +43,8 @@ PREFIX=smoke
 WORK=$(mktemp -d /tmp/iot-bridge-smoke.XXXXXX)
 DOCKERD_PID=""
 SKIPPED=""
+APT_UPDATED=""
+COMPOSE_CHECKED="compose config not checked"
 STACK_PID=""
 SIM_PID=""
 CONTAINER_MADE=""
@@ -92,6 +101,7 @@ if ! docker info >/dev/null 2>&1; then
                 docker.io debootstrap >/dev/null 2>&1; }; then
             skip "docker.io/debootstrap could not be installed from apt"
         fi
+        APT_UPDATED=1
     fi
     command -v docker >/dev/null 2>&1 || skip "no docker CLI after installing docker.io"
     # A private daemon: own socket, exec root and pid file, no networking of its own (the
@@ -137,7 +147,48 @@ fi
 PY="$ROOT/.venv/bin/python"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# ---- 4. build -------------------------------------------------------------------------------
+# ---- 4. the deployment's own steps, on a fresh copy of deploy/ ------------------------------
+# (docs/deployment.md, step 2; the compose file's header says the same)
+apt_tool() { # apt_tool <command> <package>: make sure <command> exists, from apt as root
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ "$(id -u)" = 0 ] || return 1
+    if [ -z "$APT_UPDATED" ]; then apt-get update -qq >/dev/null 2>&1 && APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" \
+        >/dev/null 2>&1 && command -v "$1" >/dev/null 2>&1
+}
+DEPLOY="$WORK/deploy"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard deploy | xargs -0 cp --parents -t "$WORK"
+else # not a git checkout: the same files, without what a deployment made
+    cp -r deploy "$WORK/"
+    rm -rf "$DEPLOY/.env" "$DEPLOY/ca" "$DEPLOY/mosquitto/passwd"
+    find "$DEPLOY/mosquitto/certs" -type f ! -name README.md -delete
+fi
+if apt_tool docker-compose docker-compose; then
+    ( cd "$DEPLOY" && docker-compose --env-file .env.example config -q ) ||
+        die "docker-compose config -q fails with the example env (deploy/.env.example)"
+    ( cd "$DEPLOY" && ! docker-compose config -q 2>"$WORK/compose.err" ) ||
+        die "docker-compose config -q passes without deploy/.env"
+    grep -q "(run ./setup.sh in deploy/)" "$WORK/compose.err" ||
+        die "without deploy/.env, config -q does not say what to do: $(cat "$WORK/compose.err")"
+    say "compose: config -q passes with the example env; without .env it says to run ./setup.sh"
+fi
+( cd "$DEPLOY" && MQTT_PUBLIC_HOST=localhost ./setup.sh ) >"$WORK/setup.log" 2>&1 ||
+    { cat "$WORK/setup.log"; die "deploy/setup.sh failed"; }
+sed 's/^/  /' "$WORK/setup.log"
+if command -v docker-compose >/dev/null 2>&1; then
+    ( cd "$DEPLOY" && docker-compose config -q && docker-compose --profile monitoring config -q ) ||
+        die "docker-compose config -q fails with the .env that setup.sh made"
+    COMPOSE_CHECKED="compose config checked"
+    say "compose: config -q (and --profile monitoring) pass with the .env setup.sh made"
+else
+    say "compose: NOT CHECKED: docker-compose is not installed and cannot be (not root, or apt)"
+fi
+env_value() { sed -n "s/^$1=//p" "$DEPLOY/.env" | tail -1; }
+DEVICE_PASSWORD="$(cd "$DEPLOY" && ./setup.sh device "$PREFIX" | sed -n 's/.*(shown once): //p')"
+[ -n "$DEVICE_PASSWORD" ] || die "./setup.sh device $PREFIX printed no password"
+
+# ---- 5. build -------------------------------------------------------------------------------
 say "building $IMAGE (legacy builder; --network host for pip)"
 t=$(date +%s)
 IMAGE_MADE=1
@@ -149,16 +200,33 @@ say "built in $(($(date +%s) - t)) s: $((SIZE / 1000000)) MB ($(((SIZE - BASE_SI
 [ "$(docker image inspect --format '{{.Config.User}}' "$IMAGE")" = bridge ] || die "image does not run as bridge"
 [ "$(docker run --rm --network none --entrypoint id "$IMAGE" -u)" = 1000 ] || die "uid is not 1000"
 
-# ---- 5. private mosquitto + test Odoo -------------------------------------------------------
-"$PY" deploy/smoke_stack.py serve --workdir "$WORK/stack" --prefix "$PREFIX" >"$WORK/stack.log" 2>&1 &
+# ---- 6. the deployment's mosquitto + test Odoo ----------------------------------------------
+"$PY" deploy/smoke_stack.py serve --workdir "$WORK/stack" --prefix "$PREFIX" \
+    --deploy-dir "$DEPLOY" >"$WORK/stack.log" 2>&1 &
 STACK_PID=$!
 for _ in $(seq 100); do [ -f "$WORK/stack/stack.json" ] && break; sleep 0.1; done
 [ -f "$WORK/stack/stack.json" ] || { cat "$WORK/stack.log"; die "the test stack did not start"; }
 stack() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$WORK/stack/stack.json" "$1"; }
 MQTT_PORT=$(stack mqtt_port)
+MQTT_TLS_PORT=$(stack mqtt_tls_port)
 ODOO_URL=$(stack odoo_url)
 HEALTH_PORT=$("$PY" -c 'from iot_bridge.tools.broker import free_port; print(free_port())')
-say "mosquitto on 127.0.0.1:$MQTT_PORT, test Odoo at $ODOO_URL, bridge health on 127.0.0.1:$HEALTH_PORT"
+say "mosquitto on 127.0.0.1:$MQTT_PORT (TLS $MQTT_TLS_PORT), test Odoo at $ODOO_URL, bridge health on 127.0.0.1:$HEALTH_PORT"
+# the compose file's health check of the broker, with the user and password setup.sh made
+if apt_tool mosquitto_sub mosquitto-clients; then
+    HEALTH_PASSWORD="$(env_value MQTT_HEALTHCHECK_PASSWORD)"
+    mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -u healthcheck -P "$HEALTH_PASSWORD" \
+        -t '$SYS/broker/uptime' -C 1 -W 5 >/dev/null || die "the broker's health check fails"
+    mosquitto_sub -h localhost -p "$MQTT_TLS_PORT" --cafile "$DEPLOY/mosquitto/certs/ca.crt" \
+        -u healthcheck -P "$HEALTH_PASSWORD" -t '$SYS/broker/uptime' -C 1 -W 5 >/dev/null ||
+        die "the broker's health check over TLS (setup.sh's certificate) fails"
+    if mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/uptime' -C 1 -W 3 >/dev/null 2>&1; then
+        die "the broker let an anonymous client in"
+    fi
+    say "broker: health check passes, plain and over TLS; anonymous clients are refused"
+else
+    say "broker: health check NOT CHECKED: no mosquitto_sub and it cannot be installed"
+fi
 
 health() {
     "$PY" - "$HEALTH_PORT" <<'EOF'
@@ -196,17 +264,19 @@ wait_healthy() {
 }
 simulate() {
     "$PY" tests/tools/shelly_simulator.py --broker 127.0.0.1 --port "$MQTT_PORT" --no-tls \
+        --username "$PREFIX" --password "$DEVICE_PASSWORD" \
         --scenario session_end --prefix "$PREFIX" --interval 0.3 --client-id "sim-$1" "${@:2}"
 }
 odoo_wait() { "$PY" deploy/smoke_stack.py wait --workdir "$WORK/stack" "$@"; }
 
-# ---- 6. run the container -------------------------------------------------------------------
+# ---- 7. run the container as compose would: user iot-bridge, the client id of .env ----------
 docker volume create "$VOLUME" >/dev/null
 VOLUME_MADE=1
 CONTAINER_MADE=1
 docker run -d --name "$NAME" --network host \
     -e MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" \
-    -e MQTT_CLIENT_ID=iot-bridge-smoke \
+    -e MQTT_USERNAME=iot-bridge -e MQTT_PASSWORD="$(env_value MQTT_BRIDGE_PASSWORD)" \
+    -e MQTT_CLIENT_ID="$(env_value MQTT_CLIENT_ID)" \
     -e ODOO_URL="$ODOO_URL" -e ODOO_TOKEN="$(stack odoo_token)" -e ODOO_TIMEOUT=3 \
     -e HEALTH_HOST=127.0.0.1 -e HEALTH_PORT="$HEALTH_PORT" \
     -e DATA_DIR=/data -e MQTT_RECONNECT_MAX=2 \
@@ -244,7 +314,7 @@ odoo_wait --starts 3 --stops 3 --timeout 40 || die "session 3 was not finished i
 say "session 3 finished in Odoo after the mid-session kill"
 wait_healthy
 
-# ---- 7. verdict -----------------------------------------------------------------------------
+# ---- 8. verdict -----------------------------------------------------------------------------
 sleep 2 # let any late retry land before counting
 "$PY" deploy/smoke_stack.py check --workdir "$WORK/stack" --sessions 3 || die "Odoo's events are not exactly once"
 health | "$PY" -c '
@@ -258,4 +328,4 @@ if docker logs "$NAME" 2>&1 | grep -q Traceback; then
     docker logs "$NAME" 2>&1 | grep -B2 -A10 Traceback | head -40
     die "the container logged a traceback"
 fi
-say "PASSED: image $((SIZE / 1000000)) MB, 3 sessions, 2 SIGKILLs, every event exactly once"
+say "PASSED: image $((SIZE / 1000000)) MB, 3 sessions, 2 SIGKILLs, every event exactly once; setup.sh's broker files work, $COMPOSE_CHECKED"

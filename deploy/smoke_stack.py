@@ -50,8 +50,30 @@ def _write_json(path: Path, doc: Any) -> None:
     os.replace(tmp, path)
 
 
+def deployed_config(deploy: Path, data: Path, port: int, tls_port: int) -> str:
+    """The deployment's own ``mosquitto/mosquitto.conf`` (with the passwd, ACL and certificates
+    that ``deploy/setup.sh`` made), changed only in its paths and ports: the compose file mounts
+    it at ``/mosquitto/config/``, which is ``deploy`` here, on 127.0.0.1 and free ports."""
+    import getpass
+
+    text = (deploy / "mosquitto" / "mosquitto.conf").read_text()
+    changes = {
+        "\nlistener 1883\n": f"\nlistener {port} 127.0.0.1\n",
+        "\nlistener 8883\n": f"\nlistener {tls_port} 127.0.0.1\n",
+        "/mosquitto/config/": f"{deploy}/mosquitto/",
+        "/mosquitto/certs/": f"{deploy}/mosquitto/certs/",
+        "/mosquitto/data/": f"{data}/",
+    }
+    for old, new in changes.items():
+        if old not in text:
+            raise SystemExit(f"deploy/mosquitto/mosquitto.conf has no {old.strip()!r} any more")
+        text = text.replace(old, new)
+    # as root, mosquitto would switch to its own user, which cannot read these files
+    return f"user {getpass.getuser()}\n{text}"
+
+
 def serve(args: argparse.Namespace) -> int:
-    from iot_bridge.tools.broker import Mosquitto
+    from iot_bridge.tools.broker import Mosquitto, free_port
     from tests.support.fake_odoo import FakeOdoo
 
     workdir = Path(args.workdir)
@@ -59,14 +81,22 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    port, tls_port = free_port(), None
+    config = None
+    if args.deploy_dir:
+        tls_port = free_port()
+        data = workdir / "broker"
+        data.mkdir(parents=True, exist_ok=True)
+        config = deployed_config(Path(args.deploy_dir).resolve(), data, port, tls_port)
     with (
-        Mosquitto(workdir / "broker", persistence=True) as broker,
+        Mosquitto(workdir / "broker", port=port, persistence=True, config=config) as broker,
         FakeOdoo(token=TOKEN, devices=[device(args.prefix)]) as odoo,
     ):
         _write_json(
             workdir / "stack.json",
             {
                 "mqtt_port": broker.port,
+                "mqtt_tls_port": tls_port,
                 "mqtt_url": broker.url,
                 "odoo_url": odoo.url,
                 "odoo_token": TOKEN,
@@ -178,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve")
     p.add_argument("--workdir", required=True)
     p.add_argument("--prefix", default="smoke")
+    p.add_argument("--deploy-dir", help="run the deployment's mosquitto.conf from this deploy/")
     p.set_defaults(func=serve)
     p = sub.add_parser("check")
     p.add_argument("--workdir", required=True)

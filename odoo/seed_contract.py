@@ -28,8 +28,9 @@ foreign = Device.create({
 if "badge_reader_topic" in Device._fields:  # open_workshop_mqtt_badge: a Tasmota reader
     device.badge_reader_topic = f"contract-{suffix}/reader/SENSOR"
 token = ours._generate_token()
-theirs._generate_token()
+foreign_token = theirs._generate_token()
 env.cr.commit()  # noqa: F821
 print(f"CONTRACT_ODOO_TOKEN={token}")
 print(f"CONTRACT_DEVICE_ID={device.device_id}")
 print(f"CONTRACT_FOREIGN_DEVICE_ID={foreign.device_id}")
+print(f"CONTRACT_FOREIGN_TOKEN={foreign_token}")

@@ -1,8 +1,21 @@
-# Sourced by scripts/start and scripts/test: a virtualenv in .venv with the project installed,
-# and (for tests) a mosquitto binary. Safe to run again; reinstalls only when pyproject changes.
-# Usage: . scripts/bootstrap.sh [runtime|dev]
+# Sourced by scripts/start and scripts/test: what each needs, installed where it is missing.
+# Safe to run again; reinstalls the Python packages only when pyproject.toml changes.
+# Usage: . scripts/bootstrap.sh [runtime|demo|dev]
+#   runtime  Python >= 3.11 with venv (apt), .venv with the bridge    (./scripts/start)
+#   demo     runtime + mosquitto (apt): the demo starts a private broker (./scripts/start demo)
+#   dev      Python, .venv with the bridge and its dev tools (pytest, hypothesis, ruff,
+#            mypy), mosquitto and mosquitto-clients (apt): the tests start their own brokers
+#            (./scripts/test)
+# apt is used only when run as root; otherwise it names the Debian packages to install.
 set -euo pipefail
 _profile="${1:-runtime}"
+case "$_profile" in
+runtime | demo | dev) ;;
+*)
+    echo "bootstrap: unknown profile '$_profile' (runtime, demo or dev)" >&2
+    return 2 2>/dev/null || exit 2
+    ;;
+esac
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 _apt_install() {
@@ -38,19 +51,35 @@ if [ ! -x "$_root/.venv/bin/python" ]; then
 fi
 
 _extra=""
-[ "$_profile" = dev ] && _extra="[dev]"
-_stamp="$_root/.venv/.installed-$_profile"
-_want="$(cat "$_root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_want" ]; then
+_python_profile=runtime
+if [ "$_profile" = dev ]; then
+    _extra="[dev]"
+    _python_profile=dev
+fi
+_stamp="$_root/.venv/.installed-$_python_profile"
+_want="$(sha256sum <"$_root/pyproject.toml" | cut -d' ' -f1)"
+_installed() { [ -f "$1" ] && [ "$(cat "$1")" = "$_want" ]; }
+# a dev install holds everything a runtime one does
+if ! _installed "$_stamp" && ! { [ "$_python_profile" = runtime ] &&
+    _installed "$_root/.venv/.installed-dev"; }; then
     echo "bootstrap: installing iot-bridge$_extra into .venv" >&2
     "$_root/.venv/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$_root/.venv/bin/python" -m pip install -q -e "$_root$_extra"
     echo "$_want" >"$_stamp"
 fi
 
-if [ "$_profile" = dev ] && ! command -v mosquitto >/dev/null 2>&1 &&
+if [ "$_profile" != runtime ] && ! command -v mosquitto >/dev/null 2>&1 &&
     [ ! -x /usr/sbin/mosquitto ]; then
-    echo "bootstrap: installing mosquitto (the tests start their own broker)" >&2
-    _apt_install mosquitto mosquitto-clients
+    if [ "$_profile" = dev ]; then
+        echo "bootstrap: installing mosquitto (the tests start their own brokers)" >&2
+        _apt_install mosquitto mosquitto-clients
+    else
+        echo "bootstrap: installing mosquitto (the demo starts its own broker)" >&2
+        _apt_install mosquitto
+    fi
+fi
+if [ "$_profile" = dev ] && ! command -v promtool >/dev/null 2>&1; then
+    echo "bootstrap: installing promtool (tests of the Prometheus alert rules)" >&2
+    _apt_install prometheus || echo "bootstrap: no promtool; the alert rule tests will skip" >&2
 fi
 export PATH="$_root/.venv/bin:$PATH:/usr/sbin"

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.errors import ProtocolError
 from iot_bridge.mqtt import packets as pk
-from iot_bridge.mqtt.connection import Connection, Endpoint, open_connection
+from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.tools.broker import Mosquitto
 
 
@@ -268,6 +269,76 @@ def test_property_remaining_length_encoding(n: int) -> None:
     assert value == n
 
 
+def _expected_with_limit(
+    items: list[tuple[str, bytes, int, int, bool]], limit: int
+) -> list[pk.Packet]:
+    out: list[pk.Packet] = []
+    for t, p, q, pid, r in items:
+        size = len(pk.publish(t, p, q, pid if q else None, r))
+        remaining = size - 1 - len(pk._remaining_length(size))  # minus fixed header
+        while len(pk._remaining_length(remaining)) + 1 + remaining != size:
+            remaining -= 1
+        if remaining > limit:
+            out.append(pk.Oversize(t, q, pid if q else None, r, remaining))
+        else:
+            out.append(pk.Publish(t, p, q, pid if q else None, r, False))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20).filter(lambda s: "\0" not in s),
+            st.binary(max_size=300),
+            st.integers(0, 1),
+            st.integers(1, 65535),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+    st.integers(min_value=8, max_value=200),
+    st.randoms(use_true_random=False),
+)
+def test_property_oversize_publishes_are_skipped_in_any_chunking(
+    items: list[tuple[str, bytes, int, int, bool]], limit: int, rng: random.Random
+) -> None:
+    """Above the limit a PUBLISH comes out as Oversize (header, size, no payload), the packets
+    around it decode as usual, and nothing depends on how the bytes were split."""
+    data = b"".join(pk.publish(t, p, q, pid if q else None, r) for t, p, q, pid, r in items)
+    expected = _expected_with_limit(items, limit)
+    dec = pk.Decoder(max_packet=limit)
+    got: list[pk.Packet] = []
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 40)
+        got += dec.feed(data[pos : pos + step])
+        pos += step
+    assert got == expected
+
+
+def test_oversize_payload_is_never_buffered() -> None:
+    """100 MB streamed in 64 KiB chunks: the decoder's buffer stays small throughout."""
+    dec = pk.Decoder(max_packet=1 << 20)
+    size = 100 * 1024 * 1024
+    header = pk.publish("big/topic", b"", qos=1, packet_id=7)[2:]  # topic + packet id
+    first = bytes([0x32]) + pk._remaining_length(len(header) + size)
+    assert dec.feed(first + header) == []
+    chunk = bytes(65536)
+    for _ in range(size // len(chunk) - 1):
+        assert dec.feed(chunk) == []
+        assert len(dec._buf) < 70_000
+    (last,) = dec.feed(chunk)
+    assert last == pk.Oversize("big/topic", 1, 7, False, len(header) + size)
+    assert dec.feed(b"\xd0\x00") == [pk.Ack(pk.PINGRESP)]
+
+
+def test_oversize_non_publish_is_a_protocol_error() -> None:
+    dec = pk.Decoder(max_packet=16)
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        dec.feed(bytes([0x90, 40]) + bytes(40))
+
+
 # -- against a real broker --------------------------------------------------------------------
 
 
@@ -276,7 +347,7 @@ class Inbox:
         self.items: list[pk.Publish] = []
         self.event = asyncio.Event()
 
-    def __call__(self, conn: Connection, batch: list[pk.Publish], t: float) -> None:
+    def __call__(self, batch: list[pk.Publish], oversize: list[pk.Oversize], t: float) -> None:
         self.items.extend(batch)
         self.event.set()
 
@@ -302,11 +373,11 @@ async def _broker_scenario(port: int) -> None:
 
     # First contact: a fresh persistent session.
     inbox = Inbox()
-    sub = await open_connection(sub_ep, inbox)
+    sub = await open_connection(sub_ep, SYSTEM_CLOCK, inbox)
     assert sub.session_present is False
     assert await sub.subscribe(["plant/#"], qos=1) == b"\x01"
     assert await sub.subscribe(["qos0/only"], qos=0) == b"\x00"
-    pub = await open_connection(pub_ep)
+    pub = await open_connection(pub_ep, SYSTEM_CLOCK)
 
     await pub.publish("plant/a", b"one", qos=1)
     await pub.publish("plant/b", b"two", qos=1)
@@ -329,7 +400,7 @@ async def _broker_scenario(port: int) -> None:
 
     # Same client id, clean_session=False: the broker resends the unacked QoS 1 with DUP set.
     inbox2 = Inbox()
-    sub2 = await open_connection(sub_ep, inbox2)
+    sub2 = await open_connection(sub_ep, SYSTEM_CLOCK, inbox2)
     assert sub2.session_present is True
     got2 = await inbox2.wait_for(3)
     assert sorted(m.payload for m in got2) == [b"one", b"two", b"while-away"]
@@ -349,7 +420,7 @@ async def _broker_scenario(port: int) -> None:
     assert sub2.ack([1]) is False  # the connection is gone
 
     inbox3 = Inbox()
-    sub3 = await open_connection(sub_ep, inbox3)
+    sub3 = await open_connection(sub_ep, SYSTEM_CLOCK, inbox3)
     assert sub3.session_present is True
     # the subscription survived in the session: a marker published now arrives, and it is
     # the only thing that arrives (the acked messages are not redelivered)

@@ -1,27 +1,21 @@
-"""The Odoo client and the delivery loop against FakeOdoo over real HTTP (``odoo-api.md``)."""
+"""The Odoo client against FakeOdoo over real HTTP: every answer of ``odoo-api.md`` read by its
+meaning (the delivery loop is in ``test_delivery.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from iot_bridge.errors import OdooAuthError, OdooUnavailable
+from iot_bridge.errors import OdooAuthError, OdooTooLarge, OdooUnavailable
 from iot_bridge.events import Event, event_uid, session_uid
 from iot_bridge.odoo_api.client import OdooClient, Result
-from iot_bridge.odoo_api.delivery import Delivery
-from iot_bridge.outbox.store import Store
-from iot_bridge.outbox.worker import DbWorker
-from iot_bridge.runtime.metrics import Metrics
 from tests.support.fake_odoo import FakeOdoo
 
 TOKEN = "bridge-token-9f8e7d6c5b4a"
@@ -467,233 +461,124 @@ def test_latency_callback(odoo: FakeOdoo) -> None:
     assert 0 < seen[1] < 0.2
 
 
-# -- Delivery: outbox -> Odoo, end to end -------------------------------------------------------
+# -- answers that are not the contract's: retried, never a dead letter, never the body ---------
 
 
-class Harness:
-    def __init__(self, odoo: FakeOdoo, path: Path, *, first_retry: float = 0.2) -> None:
-        self.odoo = odoo
-        self.store = Store(path)
-        self.first_retry = first_retry
-        self.metrics = Metrics()
-
-    async def run(
-        self,
-        body: Callable[[Delivery, DbWorker], Awaitable[R]],
-        *,
-        token: str = TOKEN,
-    ) -> R:
-        db = DbWorker()
-        client = OdooClient(self.odoo.url, token, timeout=2.0)
-        delivery = Delivery(client, self.store, db, self.metrics, first_retry=self.first_retry)
-        task = asyncio.get_running_loop().create_task(delivery.run())
-        try:
-            return await body(delivery, db)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
-            db.close()
-
-    def close(self) -> None:
-        self.store.close()
+SECRET_BODY = "internal stack trace with db password hunter2"
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def harness(odoo: FakeOdoo, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(odoo, tmp_path / "bridge.db")
-    yield h
-    h.close()
-
-
-def session_events(device: str, n: int, offset: float = 0) -> list[Event]:
-    out: list[Event] = []
-    for i in range(n):
-        started = T0 + offset + 100 * i
-        out += [start_event(device, started), stop_event(device, started, started + 50)]
-    return out
-
-
-def test_delivery_delivers_and_removes(harness: Harness, odoo: FakeOdoo) -> None:
-    events = session_events(DEV_A, 3) + session_events(DEV_B, 2)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, events, {DEV_A: {"phase": "idle"}})
-        delivery.notify()
-        await until(lambda: len(odoo.stored_uids()) == len(events))
-        await until(lambda: harness.store.stats().depth == 0)
-
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in events]  # in commit order
-    assert harness.store.dead_letters() == []
-    assert harness.store.load_states() == {DEV_A: {"phase": "idle"}}  # states are not outbox
-    assert harness.metrics.delivered["created"] == len(events)
-    assert len(odoo.sessions()) == 5
-    assert all(s["state"] == "done" for s in odoo.sessions().values())
-
-
-def test_delivery_backlog_from_before_start_goes_first(harness: Harness, odoo: FakeOdoo) -> None:
-    events = session_events(DEV_A, 2)
-    harness.store.commit(events, {})  # committed before the loop exists (a restart)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await until(lambda: harness.store.stats().depth == 0)  # no notify needed
-
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in events]
-
-
-def test_delivery_dead_letters_one_device_and_delivers_the_other(
-    harness: Harness, odoo: FakeOdoo
+@pytest.mark.parametrize(
+    ("status_line", "content_type", "body"),
+    [
+        pytest.param("403 Forbidden", "text/html", f"<h1>WAF</h1>{SECRET_BODY}", id="waf-403-html"),
+        pytest.param("400 Bad Request", "text/html", f"<h1>x</h1>{SECRET_BODY}", id="proxy-400"),
+        pytest.param("404 Not Found", "text/html", SECRET_BODY, id="proxy-404-html"),
+        pytest.param("409 Conflict", "text/plain", SECRET_BODY, id="plain-409"),
+        pytest.param(
+            "400 Bad Request", "application/json", '{"error": "bad_request", "x": "hunter2"}',
+            id="json-400-not-the-contracts",
+        ),
+        pytest.param(
+            "404 Not Found", "application/json", '{"error": "not_found"}', id="json-404-no-route"
+        ),
+        pytest.param("502 Bad Gateway", "text/html", SECRET_BODY, id="proxy-502"),
+        pytest.param("418 I'm a teapot", "application/json", '{"hunter2": 1}', id="teapot"),
+        pytest.param(
+            "400 Bad Request", "text/html", '{"error": "invalid_event"}', id="contract-not-json"
+        ),
+    ],
+)  # fmt: skip
+def test_answers_outside_the_contract_are_retried_without_the_body(
+    status_line: str, content_type: str, body: str
 ) -> None:
-    odoo.reject_device(DEV_B, 400)
-    good = session_events(DEV_A, 2)
-    bad = session_events(DEV_B, 2, offset=10)
-    mixed = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3], bad[3]]
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, mixed, {})
-        delivery.notify()
-        await until(lambda: harness.store.stats().depth == 0)
-
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in good]
-    letters = harness.store.dead_letters()
-    assert sorted(d.event_uid for d in letters) == sorted(e.event_uid for e in bad)
-    assert all(d.device_id == DEV_B for d in letters)
-    assert all("invalid_event" in d.error for d in letters)
-    assert harness.store.stats().dead_letters == 4
-    assert delivery_statuses(harness) == {"created": 4, "invalid_event": 4}
+    exc = unavailable_from(status_line, {"Content-Type": content_type}, body.encode())
+    status = int(status_line.split(maxsplit=1)[0])
+    assert exc.status == status
+    assert f"answered {status}" in str(exc)
+    assert "hunter2" not in str(exc)
+    assert "<h1>" not in str(exc)
+    assert len(str(exc)) < 120
 
 
-def delivery_statuses(h: Harness) -> dict[str, int]:
-    return {k: v for k, v in h.metrics.delivered.items() if v}
+def test_html_answer_names_its_content_type() -> None:
+    exc = unavailable_from("403 Forbidden", {"Content-Type": "text/html"}, b"<h1>no</h1>")
+    assert str(exc) == "POST /ows/iot/event answered 403 (not the contract's answer: text/html)"
 
 
-def test_delivery_unknown_device_with_single_posts_then_replay(
-    harness: Harness, odoo: FakeOdoo
-) -> None:
-    odoo.set_batch_enabled(False)
-    newcomer = "shellyplus1pm-cccccccccccc"
-    stranger = session_events(newcomer, 1)
-    good = session_events(DEV_A, 1)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, [*stranger, *good], {})
-        delivery.notify()
-        await until(lambda: harness.store.stats().depth == 0)
-
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in good]
-    letters = harness.store.dead_letters()
-    assert sorted((d.event_uid, d.status) for d in letters) == sorted(
-        (e.event_uid, 404) for e in stranger
-    )
-    assert all("unknown_device" in d.error for d in letters)
-
-    # the device is created in Odoo: a replay delivers the dead letters
-    odoo.set_devices([*DEVICES, {"device_id": newcomer, "mqtt_topic": "new/status/pm1:0",
-                                 "parser_type": "shelly_pm_mini_g3"}])  # fmt: skip
-    assert harness.store.replay_dead_letters() == 2
-
-    async def body2(delivery: Delivery, db: DbWorker) -> None:
-        await until(lambda: harness.store.stats().depth == 0)
-
-    asyncio.run(harness.run(body2))
-    assert harness.store.dead_letters() == []
-    assert sorted(odoo.stored_uids()) == sorted(e.event_uid for e in good + stranger)
-    assert odoo.sessions()[str(stranger[0].payload["session_id"])]["state"] == "done"
-
-
-def test_delivery_retries_503_and_delivers_exactly_once(harness: Harness, odoo: FakeOdoo) -> None:
-    events = session_events(DEV_A, 2)
-    odoo.fail_next(2, 503)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, events, {})
-        delivery.notify()
-        await until(lambda: delivery.status.odoo_reachable is False)
-        assert harness.store.stats().depth == len(events)  # kept while Odoo is down
-        await until(lambda: harness.store.stats().depth == 0)
-        assert delivery.status.odoo_reachable is True
-        assert delivery.status.failures == 0
-
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in events]
-    posts = [r for r in odoo.requests() if r.method == "POST"]
-    assert [r.status for r in posts] == [503, 503, 200]
-    assert all(r.event_uids == [e.event_uid for e in events] for r in posts)
-    gaps = [b.t - a.t for a, b in itertools.pairwise(posts)]
-    assert gaps[0] >= 0.2 * 0.95  # first retry after first_retry
-    assert gaps[1] >= 0.4 * 0.8 * 0.95  # then doubled (jitter 0.8..1.2)
-    assert gaps[0] < 2.0
-    assert gaps[1] < 2.0
-    assert harness.metrics.odoo_errors == 2
-    assert delivery_statuses(harness) == {"created": 4}
-
-
-def test_delivery_honours_retry_after(harness: Harness, odoo: FakeOdoo) -> None:
-    events = session_events(DEV_B, 1)
-    odoo.fail_next(1, 429, retry_after=1)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, events, {})
-        delivery.notify()
-        await until(lambda: delivery.status.odoo_reachable is False)
-        assert delivery.status.next_retry_at is not None
-        assert delivery.status.next_retry_at - time.time() > 0.7
-        delivery.notify()  # new events arriving must not cut the back-off short
-        await until(lambda: harness.store.stats().depth == 0)
-
-    asyncio.run(harness.run(body))
-    posts = [r for r in odoo.requests() if r.method == "POST"]
-    assert [r.status for r in posts] == [429, 200]
-    assert posts[1].t - posts[0].t >= 1.0 * 0.95  # Retry-After 1 s beats first_retry 0.2 s
-    assert odoo.stored_uids() == [e.event_uid for e in events]
-
-
-def test_delivery_keeps_events_on_401_and_reports_it(harness: Harness, odoo: FakeOdoo) -> None:
-    events = session_events(DEV_A, 1)
-
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, events, {})
-        delivery.notify()
-        await until(lambda: delivery.status.auth_failed)
-        assert harness.store.stats().depth == 2
-        assert TOKEN not in (delivery.status.last_error or "")
-        odoo.set_token("rotated-in-odoo")  # no change for the bridge: it keeps failing
-        await until(lambda: delivery.status.failures >= 2)
-        assert harness.store.stats().depth == 2
-        rows = harness.store.pending(10)
-        assert all(r.attempts >= 1 for r in rows)
-
-    asyncio.run(harness.run(body, token="stale-token"))
+def test_413_is_too_large_not_a_rejection(odoo: FakeOdoo) -> None:
+    odoo.set_body_limit(100)
+    exc = post_expecting(odoo, start_event(DEV_A, T0), OdooTooLarge)
+    assert isinstance(exc, OdooTooLarge)
+    assert exc.status == 413
+    assert "payload_too_large" in str(exc)
     assert odoo.stored_events() == []
-    assert harness.store.dead_letters() == []
 
 
-def test_delivery_lost_response_is_retried_and_stored_once(
-    harness: Harness, odoo: FakeOdoo
-) -> None:
-    events = session_events(DEV_A, 2)
-    odoo.drop_response_next(1)
+def test_html_413_from_a_proxy_is_too_large() -> None:
+    exc = unavailable_from("413 Request Entity Too Large", {"Content-Type": "text/html"}, b"<h1/>")
+    assert isinstance(exc, OdooTooLarge)
 
-    async def body(delivery: Delivery, db: DbWorker) -> None:
-        await db.call(harness.store.commit, events, {})
-        delivery.notify()
-        await until(lambda: harness.store.stats().depth == 0)
 
-    asyncio.run(harness.run(body))
-    assert odoo.stored_uids() == [e.event_uid for e in events]  # stored once each
-    posts = [r for r in odoo.requests() if r.method == "POST"]
-    assert [r.dropped for r in posts] == [True, False]
-    assert delivery_statuses(harness) == {"duplicate": 4}
+def test_409_conflict_is_a_dead_letter(odoo: FakeOdoo) -> None:
+    other = FakeOdoo(token=TOKEN, devices=DEVICES, other_bridges={"theirs": DEVICES}).start()
+    try:
+        ev = start_event(DEV_A, T0)
+
+        async def claim_then_post(c: OdooClient) -> Result:
+            thief = OdooClient(other.url, "theirs", timeout=5.0)
+            try:
+                assert (await thief.post_event(ev.event_uid, ev.to_json())).status == "created"
+            finally:
+                await thief.close()
+            return await c.post_event(ev.event_uid, ev.to_json())
+
+        # the same uid, our device, stored by the other bridge first
+        result = with_client(other.url, claim_then_post)
+    finally:
+        other.stop()
+    assert (result.status, result.http_status, result.done) == ("conflict", 409, False)
+    assert result.detail is not None
+    assert "another" in result.detail
+
+
+def test_batch_conflict_item(odoo: FakeOdoo) -> None:
+    other = FakeOdoo(token=TOKEN, devices=DEVICES, other_bridges={"theirs": DEVICES}).start()
+    try:
+        claimed, fine = start_event(DEV_A, T0), start_event(DEV_B, T0)
+
+        async def go(c: OdooClient) -> list[Result]:
+            thief = OdooClient(other.url, "theirs", timeout=5.0)
+            try:
+                await thief.post_event(claimed.event_uid, claimed.to_json())
+            finally:
+                await thief.close()
+            events = [claimed, fine]
+            return await c.post_events([e.event_uid for e in events], [e.to_json() for e in events])
+
+        results = with_client(other.url, go)
+    finally:
+        other.stop()
+    assert [(r.status, r.http_status) for r in results] == [("conflict", 409), ("created", 201)]
+
+
+def test_batch_refused_as_a_whole_is_unavailable_with_its_status(odoo: FakeOdoo) -> None:
+    events = [start_event(DEV_A, T0), start_event(DEV_B, T0)]
+    odoo.fail_next(1, 500)
+
+    async def go(c: OdooClient) -> OdooUnavailable:
+        with pytest.raises(OdooUnavailable) as info:
+            await c.post_events([e.event_uid for e in events], [e.to_json() for e in events])
+        return info.value
+
+    exc = with_client(odoo.url, go)
+    assert exc.status == 500
+    assert "server_error" in str(exc)
+
+
+def test_connection_error_message_is_short_and_has_no_token(odoo: FakeOdoo) -> None:
+    odoo.stop()
+    exc = post_expecting(odoo, start_event(DEV_A, T0), OdooUnavailable)
+    assert isinstance(exc, OdooUnavailable)
+    assert exc.status is None
+    assert TOKEN not in str(exc)
+    assert len(str(exc)) <= 160

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,12 @@ from hypothesis import strategies as st
 
 from iot_bridge.errors import ParseError
 from iot_bridge.parsers import PARSERS, ParserOptions, Reading
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, device_seconds
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = FIXTURES / "payloads"
 EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected_readings.json").read_text())
-FIELDS = ("power_w", "energy_wh", "voltage_v", "current_a", "online")
+FIELDS = ("power_w", "energy_wh", "voltage_v", "current_a", "online", "device_ts", "coarse")
 
 
 def _options(raw: dict[str, Any] | None) -> ParserOptions:
@@ -60,6 +61,8 @@ def _assert_reading(result: Reading | None, expect: dict[str, Any]) -> None:
         want = expect[field]
         if want is None or isinstance(want, bool):
             assert got[field] is want, field
+        elif isinstance(want, str):
+            assert got[field] == want, field
         else:
             assert got[field] == pytest.approx(want, rel=1e-9, abs=1e-9), field
 
@@ -454,8 +457,9 @@ DUAL = b'{"Time":"2020","ENERGY":{"Total":[2.813,0.254],"Power":[52,5],"Voltage"
 def test_tasmota_array_channels(channel: int, expected: Reading) -> None:
     result = PARSERS["tasmota"].parse("tele/dual/SENSOR", DUAL, ParserOptions(channel=channel))
     assert result is not None
-    for field in FIELDS:
+    for field in FIELDS[:5]:
         assert getattr(result, field) == pytest.approx(getattr(expected, field))
+    assert result.device_ts == json.loads(DUAL)["Time"]  # as sent; seconds only when needed
 
 
 def test_tasmota_phase_dict_picks_the_channel() -> None:
@@ -476,8 +480,10 @@ def test_shelly_switch_channel_1() -> None:
         b'{"method":"NotifyStatus","params":{"ts":1.0,"switch:0":{"apower":9.0},'
         b'"switch:1":{"apower":11.5,"current":0.071}}}'
     )
-    assert parse("pro4pm/events/rpc", frame, one) == Reading(power_w=11.5, current_a=0.071)
-    assert parse("pro4pm/events/rpc", frame, ParserOptions()) == Reading(power_w=9.0)
+    assert parse("pro4pm/events/rpc", frame, one) == Reading(
+        power_w=11.5, current_a=0.071, device_ts=1.0
+    )
+    assert parse("pro4pm/events/rpc", frame, ParserOptions()) == Reading(power_w=9.0, device_ts=1.0)
     assert parse("pro4pm/events/rpc", frame, ParserOptions(channel=2)) is None
 
 
@@ -531,3 +537,103 @@ def test_generic_units_and_bare_number() -> None:
     assert parse("t", b"-3", ParserOptions()) == Reading(-3.0)
     nested = b'{"params":{"switch:0":{"apower":11.5}}}'
     assert parse("t", nested, ParserOptions(power_path="params.switch:0.apower")) == Reading(11.5)
+
+
+# -- hostile input: nesting, sizes and numbers no plug sends ----------------------------------
+
+_PLACES: list[Callable[[Any], Any]] = [
+    # where each family looks, so the nesting is reached by the code that reads it
+    lambda deep: {"apower": deep},
+    lambda deep: {"aenergy": deep},
+    lambda deep: {"method": "NotifyStatus", "params": {"ts": 1.0, "switch:0": deep}},
+    lambda deep: {"method": "NotifyStatus", "params": {"pm1:0": {"apower": deep}}},
+    lambda deep: {"result": {"switch:0": deep}},
+    lambda deep: {"ENERGY": deep},
+    lambda deep: {"ENERGY": {"Power": deep}},
+    lambda deep: {"StatusSNS": {"ENERGY": deep}},
+    lambda deep: {"ANALOG": {"CTEnergy1": deep}},
+    lambda deep: {"meters": [deep]},
+    lambda deep: {"power": deep},
+    lambda deep: deep,
+]
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    if kind == "list":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [64, 1000, 5000, 60_000])
+@pytest.mark.parametrize("kind", ["list", "object"])
+@pytest.mark.parametrize("parser_type", sorted(PARSERS))
+def test_deep_nesting_is_refused_or_read_never_raised(
+    parser_type: str, kind: str, depth: int
+) -> None:
+    """A ~2 KB payload nested 1000 deep once crashed the fast decoder with RecursionError."""
+    marker = b"123456789"
+    for place in _PLACES:
+        payload = orjson.dumps(place(marker.decode())).replace(b'"123456789"', _nested(depth, kind))
+        for topic in TOPICS[parser_type]:
+            options = ParserOptions(power_path="power")
+            try:
+                result = PARSERS[parser_type].parse(topic, payload, options)
+            except ParseError:
+                continue
+            _check(result)
+
+
+@pytest.mark.parametrize(
+    "number", [b"1e308", b"-1e308", b"18446744073709551615", b"1" + b"0" * 400, b"-0", b"1e-320"]
+)
+@pytest.mark.parametrize("parser_type", sorted(PARSERS))
+def test_huge_and_odd_numbers_are_numbers_or_errors(parser_type: str, number: bytes) -> None:
+    for place in _PLACES:
+        payload = orjson.dumps(place("X")).replace(b'"X"', number)
+        for topic in TOPICS[parser_type]:
+            try:
+                result = PARSERS[parser_type].parse(topic, payload, ParserOptions())
+            except ParseError:
+                continue
+            _check(result)
+        try:  # bare text payloads (Gen1, generic)
+            result = PARSERS[parser_type].parse(TOPICS[parser_type][0], number, ParserOptions())
+        except ParseError:
+            continue
+        _check(result)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (1661517385.44, 1661517385.44),
+        (1.61, 1.61),  # Shelly before NTP: seconds since boot, still a clock
+        (1526991820, 1526991820.0),
+        ("2018-05-22T12:23:40", 1526991820.0),  # Tasmota local time, read as UTC
+        ("2018-05-22T14:23:40+02:00", 1526991820.0),  # a zone is what it says
+        ("2018-05-22T12:23:40.250", 1526991820.25),
+        ("", None),
+        ("2018-13-22T12:23:40", None),
+        ("yesterday at noon", None),
+        (float("inf"), None),
+    ],
+)
+def test_device_seconds(value: float | str, seconds: float | None) -> None:
+    assert device_seconds(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("parser_type", "topic", "payload", "options"),
+    [
+        ("tasmota", "tele/t/SENSOR", b'{"ENERGY":{"Power":5,"Total":1.8e305}}', {}),
+        ("tasmota", "tele/t/SENSOR", b'{"ANALOG":{"CTEnergy1":{"Power":5,"Energy":1.8e305}}}', {}),
+        ("generic", "g/p", b'{"p":5,"e":1.8e305}',
+         {"power_path": "p", "energy_path": "e", "energy_unit": "kWh"}),
+    ],
+)  # fmt: skip
+def test_a_counter_that_overflows_in_wh_is_an_error(
+    parser_type: str, topic: str, payload: bytes, options: dict[str, Any]
+) -> None:
+    """Found by the fuzz: a kWh counter near the float limit became infinite Wh."""
+    with pytest.raises(ParseError, match="out of range"):
+        PARSERS[parser_type].parse(topic, payload, ParserOptions(**options))

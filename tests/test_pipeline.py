@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from iot_bridge.devices import DeviceSet, device_set_from_json
-from iot_bridge.events import Event
+from iot_bridge.events import Event, format_ts
 from iot_bridge.runtime.pipeline import Pipeline
 
 T0 = 1_767_225_600.0
@@ -145,6 +149,107 @@ def test_first_apply_closes_sessions_of_devices_removed_while_down() -> None:
     start(first, "lathe/status/switch:0")
     saved = {k: v for k, v in first.take_dirty_states().items() if v is not None}
     second = Pipeline()
+    second.disconnected(None, observed=False)  # as the intake starts it: nothing heard yet
     change = second.apply(devices(shelly("saw")), T0 + 60, saved)
     assert kinds(change.events) == [("run_stop", "lathe-0")]
     assert change.events[0].payload["reason"] == "device_removed"
+    # the bridge heard nothing since the last reading: the session ends there, not at T0 + 60
+    assert change.events[0].payload["stopped_at"] == format_ts(T0 + 1.5)
+
+
+# -- nothing escapes, whatever arrives ----------------------------------------------------------
+
+FAMILIES = devices(
+    shelly("sg2"),
+    {"device_id": "g1", "mqtt_topic": "shellies/g1/relay/0/power", "parser_type": "shelly_gen1",
+     "session_config": FAST},
+    {"device_id": "tas", "mqtt_topic": "tele/tas/SENSOR", "parser_type": "tasmota",
+     "session_config": FAST},
+    {"device_id": "gen", "mqtt_topic": "gen/power", "parser_type": "generic",
+     "parser_config": {"power_path": "a.0.p", "energy_path": "a.0.e", "max_power_w": 5000},
+     "session_config": FAST},
+)  # fmt: skip
+_TOPICS = [*sorted({t for d in FAMILIES.devices for t in d.subscriptions()}), "x/y", "sg2/rpc"]
+_KEYS = st.sampled_from(
+    [
+        "apower",
+        "aenergy",
+        "total",
+        "ts",
+        "params",
+        "method",
+        "pm1:0",
+        "switch:0",
+        "ENERGY",
+        "Power",
+        "Total",
+        "Time",
+        "a",
+        "p",
+        "e",
+        "0",
+    ]
+)
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+_payload = (
+    st.binary(max_size=80)
+    | _json.map(orjson.dumps)
+    | st.sampled_from([b"true", b"false", b"Online", b"Offline", b"500", b"-1e308", b"[" * 3000])
+    | st.builds(
+        lambda w, ts: orjson.dumps(
+            {"method": "NotifyStatus", "params": {"ts": ts, "switch:0": {"apower": w}}}
+        ),
+        st.floats(-1e7, 1e7),
+        st.floats(0, 2e9),
+    )
+)
+_step = st.tuples(
+    st.sampled_from(_TOPICS),
+    _payload,
+    st.booleans(),  # retain
+    st.floats(0, 40),  # seconds since the previous input
+    st.sampled_from(["msg"] * 6 + ["advance", "down", "down_seen", "up", "up_lost", "caught"]),
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.lists(_step, max_size=60))
+def test_any_input_stream_never_raises_and_keeps_sessions_whole(steps: list[Any]) -> None:
+    p = Pipeline()
+    p.apply(FAMILIES, T0)
+    t = T0
+    events: list[Event] = []
+    for topic, payload, retain, gap, action in steps:
+        t += gap
+        if action == "msg":
+            events += p.handle(topic, payload, t, retain)
+        elif action == "advance" and p.hearing:
+            events += p.advance(t)
+        elif action in ("down", "down_seen"):
+            p.disconnected(t, observed=action == "down_seen")
+        elif action in ("up", "up_lost"):
+            p.connected_at(t, session_present=action == "up")
+        elif action == "caught":
+            p.caught_up(echoed=True)
+        p.take_dirty_states()
+    open_by_device: dict[str, str] = {}
+    for e in events:
+        if e.event_type == "run_start":
+            assert e.device_id not in open_by_device
+            open_by_device[e.device_id] = e.payload["session_id"]
+        elif e.event_type == "run_stop":
+            assert open_by_device.pop(e.device_id) == e.payload["session_id"]
+            pl = e.payload
+            assert pl["duration_s"] >= 0
+            assert abs(pl["working_s"] + pl["standby_s"] - pl["duration_s"]) < 1e-3
+            assert pl["energy_wh"] is None or pl["energy_wh"] >= 0
+            assert pl["timing"] in ("measured", "estimated")
+    assert p.stats.messages == sum(1 for s in steps if s[4] == "msg")

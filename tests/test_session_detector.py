@@ -1,4 +1,4 @@
-"""The session detector against ``shared/spec/sessions.md``: one test per table row, the
+"""The session detector against ``docs/sessions.md``: one test per table row, the
 original's scenarios, the awkward cases, and hypothesis over random reading streams."""
 
 from __future__ import annotations
@@ -373,26 +373,54 @@ def test_restart_restores_session_under_same_id() -> None:
     restored = SessionDetector.from_state("dev-1", CFG, saved)
     assert restored.session_id == det.session_id
     assert restored.state is State.WORKING
-    # restored detectors wait for the connection before timing out ...
-    assert restored.advance(T0 + 500) == ()
-    restored.resume(T0 + 500)
+    # the runtime advances a restored detector once it hears the device again; a device
+    # silent for longer than T meanwhile closes at its last reading
     events = restored.advance(T0 + 520)
-    # ... and then close at the last reading if the device stays silent
     assert kinds(events) == ["run_stop"]
     assert events[0].payload["stopped_at"] == ts(10)
     assert events[0].payload["session_id"] == det.session_id
 
 
-def test_bridge_disconnect_never_ends_a_session() -> None:
+def test_a_forgiven_outage_is_not_the_devices_silence() -> None:
+    """Time the bridge could not hear (the broker was gone) stops the message timeout."""
     det, _ = det_in(State.WORKING)
-    det.pause()
-    assert det.advance(T0 + 300) == ()
+    assert det.next_deadline() == T0 + 30  # last reading at 10, T = 20
+    det.forgive(T0 + 15, T0 + 300)
+    assert det.next_deadline() == T0 + 315  # 5 s of silence before, 15 s left after
+    assert det.advance(T0 + 314) == ()
     assert det.session_open
-    det.resume(T0 + 300)
-    assert det.next_deadline() == T0 + 320  # a fresh T from the reconnection
     feed(det, [(310, 150)])
     assert det.advance(T0 + 329) == ()
     assert det.state is State.WORKING
+
+
+def test_forgiveness_never_shortens_a_timeout_and_ignores_idle_devices() -> None:
+    det, _ = det_in(State.WORKING)
+    det.forgive(T0 + 5, T0 + 12)  # the last reading (10) lies inside: the clock starts at 12
+    assert det.next_deadline() == T0 + 32
+    det.forgive(T0 + 40, T0 + 20)  # an empty span changes nothing
+    assert det.next_deadline() == T0 + 32
+    idle = SessionDetector("dev-2", CFG)
+    idle.forgive(T0, T0 + 100)
+    assert idle.next_deadline() is None
+
+
+def test_readings_placed_without_a_device_time_mark_the_session_estimated() -> None:
+    det = SessionDetector("dev-1", CFG)
+    events: list[Event] = []
+    plan = [(0, 150, False), (5, 150, True), (10, 5, False), (30, 5, False)]
+    for t_rel, power, estimated in plan:
+        events += det.handle_reading(T0 + t_rel, power, None, estimated)
+    start, stop = events
+    # the start was decided at 3 s from the measured reading at 0 s; the estimated one at 5 s
+    # lies inside the session, so its end and figures are estimates
+    assert start.payload["timing"] == "measured"
+    assert stop.payload["timing"] == "estimated"
+    det2 = SessionDetector("dev-3", CFG)
+    first = det2.handle_reading(T0, 150, None, True) + det2.advance(T0 + 3)
+    assert [e.payload["timing"] for e in first] == ["estimated"]
+    again = feed(det, [(100, 150), (105, 150), (110, 5), (130, 5)])
+    assert [e.payload["timing"] for e in again] == ["measured", "measured"]
 
 
 def test_uids_are_deterministic() -> None:
@@ -503,9 +531,5 @@ def test_persisted_state_continues_identically(
     got, t_mid = run_stream(first, before, T0)
     doc = json.loads(json.dumps(first.to_state()))
     second = SessionDetector.from_state("dev-r", cfg, doc)
-    if first.last_seen is not None:
-        second.resume(first.last_seen)
-    else:
-        second.resume(t_mid)
     rest, _ = run_stream(second, after, t_mid)
     assert [e.to_dict() for e in got + rest] == [e.to_dict() for e in expected]

@@ -9,12 +9,13 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from iot_bridge.cli import sample_path
 from iot_bridge.errors import SettingsError
-from iot_bridge.settings import Settings, load
+from iot_bridge.settings import VARIABLES, Settings, load
 
 PASSWORD = "pw-Sup3rS3cret-mqtt"
 TOKEN = "tok-Sup3rS3cret-odoo"
@@ -43,7 +44,7 @@ def test_defaults() -> None:
     assert s.odoo_timeout == 10.0
     assert s.devices_file == Path("/etc/devices.json")
     assert s.data_dir == Path("data")
-    assert (s.health_host, s.health_port) == ("0.0.0.0", 8080)
+    assert (s.health_host, s.health_port) == ("127.0.0.1", 8080)
     assert s.log_level == "INFO"
     assert s.config_refresh_interval == 300.0
     assert s.forward_measurements is False
@@ -229,28 +230,57 @@ def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> No
     assert load().mqtt_port == 1999
 
 
+def test_readme_configuration_table_is_the_variables() -> None:
+    """README, ``--help`` and :func:`load` share :data:`VARIABLES`; the README is held to it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    expected = [f"| `{v.name}` | {v.shown_default} | {v.meaning} |" for v in VARIABLES]
+    assert rows == expected, "README's table must read:\n" + "\n".join(expected)
+
+
+def test_defaults_of_variables_are_the_settings_defaults() -> None:
+    """``Settings`` built in code (the demo) gets the same defaults as ``load`` gives."""
+    loaded = load(dict(BASE))
+    built = Settings(mqtt_host="broker.local", mqtt_port=1883, mqtt_tls=False)
+    for name in ("mqtt_keepalive", "odoo_timeout", "data_dir", "health_host", "health_port",
+                 "log_level", "config_refresh_interval", "forward_measurements",
+                 "max_queue_age_s", "reconnect_max_s"):  # fmt: skip
+        assert getattr(loaded, name) == getattr(built, name), name
+
+
+def test_names_of_variables_are_the_ones_load_reads() -> None:
+    """The list names exactly what ``load`` reads: a variable read but not listed would be
+    missing from ``--help`` and the README, one listed but not read would be a lie."""
+
+    seen: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: object = None) -> Any:
+            seen.add(key)
+            return super().get(key, default)
+
+    load(Recording(MQTT_URL="mqtt://b", ODOO_URL="http://odoo", ODOO_TOKEN=TOKEN))
+    assert seen == {v.name for v in VARIABLES}
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("foo", "'foo'"),
+        ("broker:1883", "'broker:1883'"),
+        (f"http://u:{PASSWORD}@broker:1883", "'http://u:***@broker:1883'"),
+    ],
+)
+def test_bad_mqtt_url_scheme_shows_the_value(raw: str, shown: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load(env(MQTT_URL=raw))
+    assert str(info.value) == f"MQTT_URL must start with mqtt:// or mqtts://, got {shown}"
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 
-SETTINGS_VARS = (
-    "MQTT_URL",
-    "MQTT_USERNAME",
-    "MQTT_PASSWORD",
-    "MQTT_CLIENT_ID",
-    "MQTT_CA_FILE",
-    "MQTT_KEEPALIVE",
-    "ODOO_URL",
-    "ODOO_TOKEN",
-    "ODOO_TIMEOUT",
-    "DEVICES_FILE",
-    "DATA_DIR",
-    "HEALTH_HOST",
-    "HEALTH_PORT",
-    "LOG_LEVEL",
-    "CONFIG_REFRESH_INTERVAL",
-    "FORWARD_MEASUREMENTS",
-    "HEALTH_MAX_QUEUE_AGE",
-    "MQTT_RECONNECT_MAX",
-)
+SETTINGS_VARS = tuple(v.name for v in VARIABLES)
 
 
 def run_cli(
@@ -356,8 +386,11 @@ def test_check_config_missing_devices_file(tmp_path: Path) -> None:
     proc = run_cli(
         ["check-config"], {"MQTT_URL": "mqtt://broker", "DEVICES_FILE": str(missing)}, tmp_path
     )
-    assert proc.returncode == 1
-    assert f"DEVICES_FILE {missing}" in proc.stderr
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"iot-bridge: cannot start: DEVICES_FILE {missing}: No such file or directory\n"
+    )
 
 
 def test_check_config_against_odoo_only_looks(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iot_bridge.topics import TopicRouter, is_wildcard, matches, valid_filter
+from iot_bridge.topics import TopicRouter, filter_problem, is_wildcard, matches
 
 MATCH_TABLE = [
     # exact
@@ -57,29 +57,38 @@ def test_matches_table(topic_filter: str, topic: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("topic_filter", "expected"),
+    ("topic_filter", "problem"),
     [
-        ("a/b", True),
-        ("a/+/c", True),
-        ("+", True),
-        ("#", True),
-        ("a/#", True),
-        ("+/+/#", True),
-        ("/", True),
-        ("$SYS/#", True),
-        ("", False),
-        ("a/#/b", False),  # # must be last
-        ("#/a", False),
-        ("a#", False),  # # must be a whole level
-        ("a/b#", False),
-        ("a+", False),  # + must be a whole level
-        ("a/+b/c", False),
-        ("++", False),
-        ("a/\0", False),
+        ("a/b", None),
+        ("a/+/c", None),
+        ("a/#", None),
+        ("/", None),
+        ("shop/+/power", None),
+        ("", "is empty"),
+        ("#", "matches every topic"),
+        ("+", "matches every topic"),
+        ("+/+/#", "matches every topic"),
+        ("$SYS/#", "reserved for the broker"),
+        ("$share/bridges/a/b", "shared subscription"),
+        ("a/#/b", "'#' that is not the whole last level"),
+        ("#/a", "'#' that is not the whole last level"),
+        ("a#", "'#' that is not the whole last level"),
+        ("a/b#", "'#' that is not the whole last level"),
+        ("a+", "'+' that is not a whole level"),
+        ("a/+b/c", "'+' that is not a whole level"),
+        ("++", "'+' that is not a whole level"),
+        ("a/\0", "NUL"),
+        ("a/" + "x" * 65_534, "65536 bytes long"),
+        ("ä" * 32_768, "65536 bytes long"),
     ],
 )
-def test_valid_filter(topic_filter: str, expected: bool) -> None:
-    assert valid_filter(topic_filter) is expected
+def test_filter_problem(topic_filter: str, problem: str | None) -> None:
+    found = filter_problem(topic_filter)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
 
 
 def test_is_wildcard() -> None:

@@ -12,8 +12,9 @@ One time base everywhere: Unix seconds (``now()``), the same numbers that become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 
@@ -61,3 +62,27 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+@contextlib.asynccontextmanager
+async def timeout(clock: Clock, delay: float) -> AsyncIterator[None]:
+    """Like ``asyncio.timeout(delay)``, but on ``clock``: raises ``TimeoutError`` when the body
+    has not finished ``delay`` seconds of that clock after it began."""
+    task = asyncio.current_task()
+    assert task is not None, "timeout() needs a running task"
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = clock.call_at(clock.now() + delay, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()

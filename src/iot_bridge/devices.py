@@ -4,18 +4,25 @@ The same shape comes from Odoo, from the on-disk cache of the last good Odoo ans
 ``DEVICES_FILE`` in standalone mode and from ``replay --device``. One bad device entry never
 takes the others down: it is rejected with a message naming the device and the field, and the
 rest of the config applies (``odoo-api.md``: "the rest of the config applies").
+
+A key the bridge does not know rejects its entry too, naming the key and the nearest known one:
+``standby_treshold_w`` accepted silently would run the machine on the default threshold, and
+every session it detects would be billed wrong. Each set of known keys sits next to the code
+that reads those keys, so a new key is one edit there.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from iot_bridge.errors import ConfigError
 from iot_bridge.parsers import PARSERS, ParserOptions
-from iot_bridge.parsers.base import ENERGY_TO_WH
+from iot_bridge.parsers.base import DEFAULT_MAX_POWER_W, ENERGY_TO_WH
+from iot_bridge.topics import filter_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +83,31 @@ class DeviceSet:
         return {d.device_id: d for d in self.devices}
 
 
-_SESSION_KEYS = (
-    "standby_threshold_w",
-    "working_threshold_w",
-    "start_debounce_s",
-    "stop_debounce_s",
-    "message_timeout_s",
-)
+def _name(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _check_keys(obj: Mapping[Any, Any], known: frozenset[str], where: str) -> None:
+    """Refuse any key not in ``known``, suggesting the nearest known key for each."""
+    unknown = sorted(str(k) for k in obj if k not in known)
+    if not unknown:
+        return
+    choices = sorted(known)
+    named: list[str] = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, choices, n=1)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    unmatched = len(named) > sum("did you mean" in n for n in named)
+    listed = f" (known: {', '.join(choices)})" if unmatched else ""
+    prefix = f"{where}: " if where else ""
+    plural = "s" if len(unknown) > 1 else ""
+    raise ConfigError(f"{prefix}unknown key{plural} {', '.join(named)}{listed}")
 
 
 def _number(obj: Mapping[str, Any], key: str, where: str) -> float:
     value = obj[key]
     if type(value) not in (int, float):
-        raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
+        raise ConfigError(f"{_name(where, key)} must be a number, got {value!r}")
     return float(value)
 
 
@@ -97,8 +116,13 @@ def _text(obj: Mapping[str, Any], key: str, where: str, required: bool = True) -
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise ConfigError(f"{where}.{key} must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{_name(where, key)} must be a non-empty string, got {value!r}")
     return value
+
+
+SESSION_NUMBERS = tuple(f.name for f in fields(SessionConfig))
+SESSION_KEYS = frozenset({"strategy", *SESSION_NUMBERS})
+"""``session_config``: the strategy and every threshold and timer of :class:`SessionConfig`."""
 
 
 def session_config_from_json(obj: object, where: str = "session_config") -> SessionConfig:
@@ -106,11 +130,16 @@ def session_config_from_json(obj: object, where: str = "session_config") -> Sess
         return SessionConfig()
     if not isinstance(obj, Mapping):
         raise ConfigError(f"{where} must be an object")
+    _check_keys(obj, SESSION_KEYS, where)
     strategy = obj.get("strategy", "power_threshold")
     if strategy != "power_threshold":
         raise ConfigError(f"{where}.strategy {strategy!r} is not supported (power_threshold)")
-    values = {k: _number(obj, k, where) for k in _SESSION_KEYS if k in obj}
+    values = {k: _number(obj, k, where) for k in SESSION_NUMBERS if k in obj}
     return SessionConfig(**values)
+
+
+PARSER_KEYS = frozenset({"channel", "power_path", "energy_path", "energy_unit", "max_power_w"})
+"""``parser_config``: what :func:`parser_options_from_json` reads."""
 
 
 def parser_options_from_json(obj: object, where: str = "parser_config") -> ParserOptions:
@@ -118,6 +147,7 @@ def parser_options_from_json(obj: object, where: str = "parser_config") -> Parse
         return ParserOptions()
     if not isinstance(obj, Mapping):
         raise ConfigError(f"{where} must be an object")
+    _check_keys(obj, PARSER_KEYS, where)
     channel = obj.get("channel", 0)
     if type(channel) is not int or channel < 0:
         raise ConfigError(f"{where}.channel must be a non-negative integer, got {channel!r}")
@@ -132,32 +162,59 @@ def parser_options_from_json(obj: object, where: str = "parser_config") -> Parse
         raise ConfigError(
             f"{where}.energy_unit must be one of {sorted(ENERGY_TO_WH)}, got {unit!r}"
         )
+    max_power = obj.get("max_power_w", DEFAULT_MAX_POWER_W)
+    if type(max_power) not in (int, float) or not 0 < max_power < math.inf:
+        raise ConfigError(f"{where}.max_power_w must be a positive number, got {max_power!r}")
     return ParserOptions(
-        channel=channel, power_path=power_path, energy_path=energy_path, energy_unit=unit
+        channel=channel,
+        power_path=power_path,
+        energy_path=energy_path,
+        energy_unit=unit,
+        max_power_w=float(max_power),
     )
 
 
-def device_from_json(obj: object) -> DeviceConfig:
-    """One device entry; raises :class:`ConfigError` naming the device and the field."""
+DEVICE_KEYS = frozenset(
+    {"device_id", "mqtt_topic", "parser_type", "machine_name", "session_config", "parser_config"}
+)
+"""A device entry: what :func:`device_from_json` reads."""
+
+
+def device_from_json(obj: object, position: int | None = None) -> DeviceConfig:
+    """One device entry; raises :class:`ConfigError` naming the device and the field.
+
+    ``position`` (1-based) names an entry whose ``device_id`` is unusable.
+    """
+    entry = "device entry" if position is None else f"device entry {position}"
     if not isinstance(obj, Mapping):
-        raise ConfigError(f"device entry must be an object, got {type(obj).__name__}")
-    device_id = _text(obj, "device_id", "device")
-    where = f"device {device_id!r}"
+        raise ConfigError(f"{entry} must be an object, got {type(obj).__name__}")
+    device_id = obj.get("device_id")
+    named = isinstance(device_id, str) and device_id.strip() != ""
+    where = f"device {device_id!r}" if named else entry
     try:
-        topic = _text(obj, "mqtt_topic", "mqtt_topic")
-        parser_type = _text(obj, "parser_type", "parser_type")
+        _check_keys(obj, DEVICE_KEYS, "")
+        device_id = _text(obj, "device_id", "")
+        topic = _text(obj, "mqtt_topic", "")
+        parser_type = _text(obj, "parser_type", "")
         if parser_type not in PARSERS:
             raise ConfigError(
                 f"parser_type {parser_type!r} is unknown (known: {', '.join(sorted(PARSERS))})"
             )
-        return DeviceConfig(
+        device = DeviceConfig(
             device_id=device_id,
             mqtt_topic=topic,
             parser_type=parser_type,
-            machine_name=_text(obj, "machine_name", "machine_name", required=False),
+            machine_name=_text(obj, "machine_name", "", required=False),
             session=session_config_from_json(obj.get("session_config")),
             parser=parser_options_from_json(obj.get("parser_config")),
         )
+        # the configured topic and what its parser family adds (online, events/rpc ...)
+        for topic_filter in (topic, *device.subscriptions()):
+            problem = filter_problem(topic_filter)
+            if problem is not None:
+                shown = topic_filter if len(topic_filter) <= 80 else topic_filter[:77] + "..."
+                raise ConfigError(f"mqtt_topic {shown!r} {problem}")
+        return device
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -173,9 +230,9 @@ def device_set_from_json(doc: object) -> DeviceSet:
     errors: list[str] = []
     seen_ids: set[str] = set()
     seen_topics: dict[str, str] = {}
-    for entry in doc["devices"]:
+    for position, entry in enumerate(doc["devices"], 1):
         try:
-            device = device_from_json(entry)
+            device = device_from_json(entry, position)
         except ConfigError as exc:
             errors.append(str(exc))
             continue

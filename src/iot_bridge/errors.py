@@ -95,11 +95,21 @@ class OdooError(BridgeError):
 
 
 class OdooUnavailable(OdooError):
-    """Transient: 429, 5xx, a timeout or a connection error. ``retry_after`` if Odoo said."""
+    """Transient: 429, 5xx, a timeout, a connection error, or any answer that is not one of the
+    contract's (a proxy's HTML page, a WAF's 403). ``status`` is the HTTP status when there was
+    an answer, ``retry_after`` what the server asked for. The message is a status code and a
+    short reason, never the body."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+
+class OdooTooLarge(OdooUnavailable):
+    """413: the request body was over a limit (Odoo's or a proxy's); a smaller batch may pass."""
 
 
 class OdooAuthError(OdooError):

@@ -31,16 +31,35 @@ def matches(topic_filter: str, topic: str) -> bool:
     return len(f_parts) == len(t_parts)
 
 
-def valid_filter(topic_filter: str) -> bool:
-    if not topic_filter or "\0" in topic_filter:
-        return False
+MAX_TOPIC_BYTES = 65_535  # MQTT strings carry a two-byte length
+
+
+def filter_problem(topic_filter: str) -> str | None:
+    """Why ``topic_filter`` cannot be a device's subscription, or ``None`` if it can.
+
+    Beyond MQTT's syntax (section 4.7) a device may not take the broker's ``$`` topics, a
+    shared subscription (``$share/...`` spreads one device's readings over several bridges,
+    which breaks its session state), or a filter that matches every topic."""
+    if not topic_filter:
+        return "is empty"
+    if "\0" in topic_filter:
+        return "contains a NUL character"
+    size = len(topic_filter.encode("utf-8", "surrogatepass"))
+    if size > MAX_TOPIC_BYTES:
+        return f"is {size} bytes long, more than MQTT's {MAX_TOPIC_BYTES}"
+    if topic_filter.startswith("$share/"):
+        return "is a shared subscription ($share/...): one bridge must see all of a device"
+    if topic_filter.startswith("$"):
+        return "starts with '$', which is reserved for the broker"
     parts = topic_filter.split("/")
     for i, part in enumerate(parts):
         if "#" in part and (part != "#" or i != len(parts) - 1):
-            return False
+            return "has '#' that is not the whole last level"
         if "+" in part and part != "+":
-            return False
-    return True
+            return "has '+' that is not a whole level"
+    if all(part in ("+", "#") for part in parts):
+        return "matches every topic"
+    return None
 
 
 class TopicRouter(Generic[T]):

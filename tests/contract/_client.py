@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ class Target:
     device_id: str
     foreign_device_id: str
     is_fake: bool
+    foreign_token: str = ""  # the token of the bridge that owns foreign_device_id
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class Api:
         body = event if isinstance(event, bytes) else json.dumps(event).encode()
         return self.request("POST", "/ows/iot/event", body=body, **kw)
 
+    def post_status(self, status: Any, **kw: Any) -> Response:
+        body = status if isinstance(status, bytes) else json.dumps(status).encode()
+        return self.request("POST", "/ows/iot/status", body=body, **kw)
+
     def post_events(self, events: Any, **kw: Any) -> Response:
         if isinstance(events, bytes):
             body = events
@@ -100,9 +106,10 @@ class Api:
         return self.request("POST", "/ows/iot/events", body=body, **kw)
 
 
-def now_ts() -> str:
-    """The current UTC time as the contract wants it: ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def now_ts(offset_s: float = 0.0) -> str:
+    """The current UTC time (plus ``offset_s``) as the contract wants it:
+    ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    return _fmt_ts(datetime.now(UTC) + timedelta(seconds=offset_s))
 
 
 def new_uid() -> str:
@@ -195,3 +202,91 @@ def badge_scan(
         {"badge_uid": badge_uid, "scanned_at": ts, "reader": reader},
         ts=ts,
     )
+
+
+def status_device(device_id: str, state: str = "working", **overrides: Any) -> dict[str, Any]:
+    """One ``devices[]`` entry of a status: a plug in the given detector state."""
+    running = state in ("working", "standby", "stopping")
+    entry: dict[str, Any] = {
+        "device_id": device_id,
+        "state": state,
+        "online": True,
+        "last_seen": now_ts(-1.5),
+        "power_w": 120.5 if state == "working" else 3.2,
+        "session_id": new_uid() if running else None,
+        "session_started_at": now_ts(-600) if running else None,
+    }
+    entry.update(overrides)
+    return entry
+
+
+def discovered_plug(topic: str, **overrides: Any) -> dict[str, Any]:
+    """One ``discovered[]`` entry, shaped like a Shelly Gen1 announcement."""
+    entry: dict[str, Any] = {
+        "topic": topic,
+        "device_id": "shellyplug-s-7c87ce65a1b2",
+        "model": "SHPLG-S",
+        "parser_type": "shelly_gen1",
+        "source": "shelly_gen1_announce",
+        "first_seen": now_ts(-3600),
+        "last_seen": now_ts(-2),
+        "details": {"ip": "192.168.8.93", "fw_ver": "20220809-123240/v1.12-g99f7e0b"},
+    }
+    entry.update(overrides)
+    return entry
+
+
+class _SentAt:
+    """``sent_at`` values that only move forward, so that statuses of one test run are never
+    stale because of each other (the server keeps the latest per bridge)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = datetime.now(UTC).replace(microsecond=0)
+
+    def next(self, ahead_s: float = 0.0) -> str:
+        with self._lock:
+            moment = max(
+                datetime.now(UTC) + timedelta(seconds=ahead_s),
+                self._last + timedelta(milliseconds=1),
+            )
+            # whole milliseconds, as sent: before_last(0.001) is then exactly one ms earlier
+            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+            self._last = moment
+        return _fmt_ts(moment)
+
+    def before_last(self, seconds: float) -> str:
+        with self._lock:
+            return _fmt_ts(self._last - timedelta(seconds=seconds))
+
+
+def _fmt_ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+SENT_AT = _SentAt()
+
+
+def make_status(
+    devices: list[dict[str, Any]] | None = None,
+    discovered: list[dict[str, Any]] | None = None,
+    sent_at: str | None = None,
+) -> dict[str, Any]:
+    """A valid ``POST /ows/iot/status`` body, sent after every status before it unless
+    ``sent_at`` says otherwise."""
+    return {
+        "sent_at": sent_at or SENT_AT.next(),
+        "bridge": {
+            "version": "0.9.0",
+            "started_at": now_ts(-9000),
+            "uptime_s": 9000.0,
+            "mqtt_connected": True,
+            "queue_depth": 0,
+            "oldest_queued_age_s": None,
+            "problems": [],
+            "warnings": [],
+            "config_version": None,
+        },
+        "devices": devices or [],
+        "discovered": discovered or [],
+    }

@@ -1,9 +1,9 @@
 """Fixtures of the contract suite.
 
 By default the suite runs against a ``FakeOdoo``. With ``CONTRACT_ODOO_URL``,
-``CONTRACT_ODOO_TOKEN``, ``CONTRACT_DEVICE_ID`` (a device of that token's bridge) and
-``CONTRACT_FOREIGN_DEVICE_ID`` (a device of another bridge) set, the same tests run against
-that server instead.
+``CONTRACT_ODOO_TOKEN``, ``CONTRACT_DEVICE_ID`` (a device of that token's bridge),
+``CONTRACT_FOREIGN_DEVICE_ID`` (a device of another bridge) and ``CONTRACT_FOREIGN_TOKEN`` (that
+other bridge's token) set, the same tests run against that server instead.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ ENV_VARS = (
     "CONTRACT_ODOO_TOKEN",
     "CONTRACT_DEVICE_ID",
     "CONTRACT_FOREIGN_DEVICE_ID",
+    "CONTRACT_FOREIGN_TOKEN",
 )
 
 FAKE_DEVICE_ID = "shellypmminig3-contract0001"
 FAKE_FOREIGN_DEVICE_ID = "shellypmminig3-foreign0001"
+FAKE_FOREIGN_TOKEN = "contract-foreign-token"
 
 
-def _fake_devices() -> list[dict[str, object]]:
+def _fake_devices(device_id: str = FAKE_DEVICE_ID) -> list[dict[str, object]]:
     return [
         {
-            "device_id": FAKE_DEVICE_ID,
-            "mqtt_topic": "contract/status/pm1:0",
+            "device_id": device_id,
+            "mqtt_topic": f"{device_id}/status/pm1:0",
             "parser_type": "shelly_pm_mini_g3",
             "machine_name": "Contract Machine",
             "session_config": {
@@ -60,15 +62,21 @@ def target() -> Iterator[Target]:
             device_id=values["CONTRACT_DEVICE_ID"],
             foreign_device_id=values["CONTRACT_FOREIGN_DEVICE_ID"],
             is_fake=False,
+            foreign_token=values["CONTRACT_FOREIGN_TOKEN"],
         )
         return
-    with FakeOdoo(token="contract-token", devices=_fake_devices()) as fake:
+    with FakeOdoo(
+        token="contract-token",
+        devices=_fake_devices(),
+        other_bridges={FAKE_FOREIGN_TOKEN: _fake_devices(FAKE_FOREIGN_DEVICE_ID)},
+    ) as fake:
         yield Target(
             url=fake.url,
             token=fake.token,
             device_id=FAKE_DEVICE_ID,
             foreign_device_id=FAKE_FOREIGN_DEVICE_ID,
             is_fake=True,
+            foreign_token=FAKE_FOREIGN_TOKEN,
         )
 
 

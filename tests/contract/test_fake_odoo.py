@@ -13,7 +13,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.contract._client import Api, Target, make_event, new_uid, run_start, run_stop
+from tests.contract._client import (
+    Api,
+    Target,
+    discovered_plug,
+    make_event,
+    make_status,
+    new_uid,
+    run_start,
+    run_stop,
+    status_device,
+)
 from tests.support.fake_odoo import FakeOdoo
 
 DEVICE = {
@@ -182,3 +192,64 @@ def test_keep_alive_and_restart_on_same_port(fake: FakeOdoo) -> None:
 def test_wait_for(fake: FakeOdoo) -> None:
     assert fake.wait_for(lambda f: f.stored_uids() == [], timeout=0.1)
     assert not fake.wait_for(lambda f: len(f.stored_uids()) > 0, timeout=0.05)
+
+
+def test_status_read_outs(fake: FakeOdoo, fapi: Api) -> None:
+    assert fake.last_status() is None
+    archived = dict(DEVICE, device_id="dev-archived", mqtt_topic="old/status/pm1:0", active=False)
+    fake.set_devices([DEVICE, archived], config_version="7")
+    status = make_status(
+        [status_device("dev-1"), status_device("dev-archived", "idle"), status_device("x", "idle")],
+        [
+            discovered_plug("shellies/new-1", first_seen="2026-01-31T09:00:00.000Z"),
+            discovered_plug("m1/status/pm1:0", device_id="other"),  # dev-1's topic
+            discovered_plug("shellies/x", device_id="dev-archived"),  # a configured id
+        ],
+    )
+    body = fapi.post_status(status).json()
+    assert body == {
+        "status": "ok",
+        "config_version": "7",
+        "unknown_devices": ["dev-archived", "x"],
+    }
+    assert fake.last_status() == status
+    assert fake.live_devices() == {"dev-1": status["devices"][0]}
+    assert list(fake.discovered()) == ["shellies/new-1"]
+    later = make_status(
+        discovered=[discovered_plug("shellies/new-1", first_seen="2026-01-31T09:30:00.000Z")]
+    )
+    assert fapi.post_status(later).json()["status"] == "ok"
+    merged = fake.discovered()["shellies/new-1"]
+    assert merged["first_seen"] == "2026-01-31T09:00:00.000Z"
+    assert merged["last_seen"] == later["discovered"][0]["last_seen"]
+    # A status without devices changes nobody's live state.
+    assert fake.live_devices() == {"dev-1": status["devices"][0]}
+
+
+def test_status_knobs_leave_events_alone(fake: FakeOdoo, fapi: Api) -> None:
+    fake.fail_status_next(1, 503)
+    fake.fail_next(1, 500)
+    resp = fapi.post_status(make_status())
+    assert (resp.status, resp.json()) == (503, {"error": "server_error"})
+    assert fapi.post_event(make_event("dev-1")).status == 500
+    assert fapi.post_status(make_status()).status == 200
+    assert fake.last_status() is not None
+    fake.set_status_enabled(False)
+    assert fapi.post_status(make_status()).status == 404
+    assert fapi.post_event(make_event("dev-1")).status == 201
+    fake.set_status_enabled(True)
+    assert fapi.post_status(make_status()).status == 200
+    assert [r.path for r in fake.requests()].count("/ows/iot/status") == 4
+
+
+def test_status_ordering_reads_the_fakes_clock() -> None:
+    now = [1_800_000_000.0]  # 2027-01-15T08:00:00Z
+    with FakeOdoo(devices=[DEVICE], clock=lambda: now[0]) as fake:
+        fapi = Api(Target(fake.url, fake.token, "dev-1", "dev-foreign", True), timeout=5)
+        ahead = make_status(sent_at="2027-01-15T08:04:00.000Z")  # 4 min ahead of the fake
+        assert fapi.post_status(ahead).json()["status"] == "ok"
+        earlier = make_status(sent_at="2027-01-15T08:00:00.000Z")
+        assert fapi.post_status(earlier).json()["status"] == "stale"
+        now[0] -= 120  # the fake's clock now says 07:58: the stored one is 6 min ahead
+        assert fapi.post_status(earlier).json()["status"] == "ok"
+        assert fake.last_status() == earlier

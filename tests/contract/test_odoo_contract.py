@@ -8,6 +8,7 @@ fake belong elsewhere.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -552,3 +553,169 @@ def test_batch_invalid_body(api: Api, body: bytes) -> None:
 def test_unknown_path_is_404(api: Api) -> None:
     assert api.request("GET", "/ows/iot/no-such-endpoint").status == 404
     assert api.request("POST", "/ows/iot/no-such-endpoint", body=b"{}").status == 404
+
+
+# --------------------------------------------------------------------------- event contents
+# One bad value is that event's 400 invalid_event, alone and in a batch; never a 500.
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+HUGE = "__HUGE__"  # replaced in the raw body: JSON numbers that no float can hold
+
+
+def _payload(key: str, value: Any, event_type: str = "power_measurement") -> Mutation:
+    def mutate(event: dict[str, Any]) -> None:
+        if event_type != event["event_type"]:
+            event["event_type"] = event_type
+            event["payload"] = run_stop("x", new_uid())["payload"]
+        event["payload"][key] = value
+
+    return mutate
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+BAD_VALUES = [
+    pytest.param(_payload("note", "a\x00b"), None, id="nul-in-payload-string"),
+    pytest.param(_payload("a\x00b", 1), None, id="nul-in-payload-key"),
+    pytest.param(_set("source", "bridge\x00"), None, id="nul-in-extra-key"),
+    pytest.param(_payload("session_id", "s\x00", "run_stop"), None, id="nul-in-session_id"),
+    pytest.param(_payload("big", HUGE), "1" + "0" * 400, id="integer-too-large-for-a-float"),
+    pytest.param(_payload("big", HUGE), "1e400", id="float-overflow"),
+    pytest.param(_payload("big", HUGE), "-1e16", id="number-out-of-range"),
+    pytest.param(_payload("big", HUGE), "NaN", id="nan"),
+    pytest.param(_payload("energy_wh", HUGE, "run_stop"), "1e999", id="energy-infinite"),
+    pytest.param(_payload("duration_s", "187.3", "run_stop"), None, id="duration-string"),
+    pytest.param(_payload("energy_wh", "6.25", "run_stop"), None, id="energy-string"),
+    pytest.param(_payload("working_s", True, "run_stop"), None, id="working-boolean"),
+    pytest.param(_payload("power_w", [1], "run_stop"), None, id="power-list"),
+    pytest.param(_payload("blob", "x" * MAX_PAYLOAD_BYTES), None, id="payload-oversize"),
+    pytest.param(_payload("deep", _nested(40)), None, id="payload-too-deep"),
+]
+
+
+def _raw(event: dict[str, Any], huge: str | None) -> bytes:
+    body = json.dumps(event)
+    if huge is not None:
+        body = body.replace(f'"{HUGE}"', huge)
+    return body.encode()
+
+
+@pytest.mark.parametrize(("mutate", "huge"), BAD_VALUES)
+def test_bad_value_is_invalid_event(
+    api: Api, target: Target, mutate: Mutation, huge: str | None
+) -> None:
+    event = make_event(target.device_id)
+    mutate(event)
+    assert_invalid(api.post_event(_raw(event, huge)))
+
+
+@pytest.mark.parametrize(("mutate", "huge"), BAD_VALUES)
+def test_bad_value_in_a_batch_is_that_events_400(
+    api: Api, target: Target, mutate: Mutation, huge: str | None
+) -> None:
+    before, bad, after = (make_event(target.device_id) for _ in range(3))
+    mutate(bad)
+    body = b'{"events": [' + b",".join(_raw(e, huge) for e in (before, bad, after)) + b"]}"
+    results = assert_json(api.post_events(body), 200)["results"]
+    assert [r["status"] for r in results] == ["created", "invalid_event", "created"]
+    assert results[1]["detail"]
+    assert_duplicate(api.post_event(after), after["event_uid"])
+
+
+def test_payload_at_the_size_limit_is_accepted(api: Api, target: Target) -> None:
+    event = make_event(target.device_id, payload={"blob": ""})
+    event["payload"]["blob"] = "x" * (MAX_PAYLOAD_BYTES - len('{"blob":""}'))
+    assert_created(api.post_event(event), event["event_uid"])
+
+
+def test_session_numbers_may_be_null(api: Api, target: Target) -> None:
+    event = run_stop(target.device_id, new_uid())
+    event["payload"]["energy_wh"] = None
+    event["payload"]["started_at"] = None
+    assert_created(api.post_event(event), event["event_uid"])
+
+
+@pytest.mark.parametrize("route", ["/ows/iot/event", "/ows/iot/events"])
+def test_body_over_the_limit_is_413_and_stores_nothing(
+    api: Api, target: Target, route: str
+) -> None:
+    event = make_event(target.device_id)
+    pad = b"x" * MAX_BODY_BYTES
+    body = b'{"events": [' + json.dumps(event).encode() + b'], "pad": "' + pad + b'"}'
+    resp = api.request("POST", route, body=body)
+    refused = assert_json(resp, 413)
+    assert refused["error"] == "payload_too_large"
+    assert refused["max_bytes"] == MAX_BODY_BYTES
+    assert "x" * 100 not in json.dumps(refused)  # the body is not echoed
+    assert_created(api.post_event(event), event["event_uid"])  # nothing was stored
+
+
+# --------------------------------------------------------------------------- conflicts
+# Ids belong to the bridge and device that stored them first; a claim by another is 409.
+
+
+def assert_conflict(resp: Response, uid: str) -> None:
+    body = assert_json(resp, 409)
+    assert body["error"] == "conflict"
+    assert body["event_uid"] == uid
+    assert body["detail"]
+
+
+def _as_foreign(event: dict[str, Any], target: Target) -> dict[str, Any]:
+    return dict(event, device_id=target.foreign_device_id)
+
+
+def test_event_uid_of_another_bridge_is_a_conflict(api: Api, target: Target) -> None:
+    theirs = make_event(target.foreign_device_id, "run_start")
+    assert_created(api.post_event(theirs, token=target.foreign_token), theirs["event_uid"])
+    ours = dict(theirs, device_id=target.device_id)
+    assert_conflict(api.post_event(ours), ours["event_uid"])
+    results = assert_json(api.post_events([ours]), 200)["results"]
+    assert [(r["event_uid"], r["status"]) for r in results] == [(ours["event_uid"], "conflict")]
+    # the owner still gets its duplicate
+    assert_duplicate(api.post_event(theirs, token=target.foreign_token), theirs["event_uid"])
+
+
+def test_our_event_uid_claimed_by_another_bridge_is_a_conflict_for_it(
+    api: Api, target: Target
+) -> None:
+    ours = make_event(target.device_id)
+    assert_created(api.post_event(ours), ours["event_uid"])
+    claim = _as_foreign(ours, target)
+    assert_conflict(api.post_event(claim, token=target.foreign_token), ours["event_uid"])
+    assert_duplicate(api.post_event(ours), ours["event_uid"])
+
+
+def test_session_of_another_bridge_is_a_conflict(api: Api, target: Target) -> None:
+    session_id = new_uid()
+    theirs = run_start(target.foreign_device_id, session_id)
+    assert_created(api.post_event(theirs, token=target.foreign_token), theirs["event_uid"])
+    stop = run_stop(target.device_id, session_id)
+    assert_conflict(api.post_event(stop), stop["event_uid"])
+    start = run_start(target.device_id, session_id)
+    fine = make_event(target.device_id)
+    results = assert_json(api.post_events([start, fine]), 200)["results"]
+    assert [r["status"] for r in results] == ["conflict", "created"]
+    assert results[0]["detail"]
+    # nothing of the refused events was stored: after the conflict they are still new to us
+    assert_conflict(api.post_event(stop), stop["event_uid"])
+
+
+def test_conflict_inside_one_batch(api: Api, target: Target) -> None:
+    """The first event of a batch owns the session; a later one of another bridge conflicts."""
+    session_id = new_uid()
+    ours = run_start(target.device_id, session_id)
+    results = assert_json(api.post_events([ours]), 200)["results"]
+    assert results[0]["status"] == "created"
+    theirs = run_stop(target.foreign_device_id, session_id)
+    other = make_event(target.foreign_device_id)
+    resp = api.post_events([theirs, other], token=target.foreign_token)
+    assert [r["status"] for r in assert_json(resp, 200)["results"]] == ["conflict", "created"]

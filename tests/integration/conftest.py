@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.tools.broker import Mosquitto, free_port
 from iot_bridge.tools.simulator import pm1_frame
@@ -48,6 +50,13 @@ def frame(name: str, watts: float, energy: float = 100.0) -> tuple[str, bytes]:
     return f"{name}/status/pm1:0", json.dumps(pm1_frame(watts, energy)).encode()
 
 
+def metric(text: str, name: str) -> float:
+    """One series of ``/metrics`` text; a labelled one as ``name{label="value"}``. A series
+    that is not there (a counter never incremented) reads 0."""
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,6 +71,7 @@ def publish(
     messages: Sequence[tuple[str, bytes] | None],
     qos: int = 1,
     gap: float = 0.0,
+    retain: bool = False,
 ) -> None:
     """Publish with the project's own client (the broker has them when this returns at QoS 1).
 
@@ -69,13 +79,13 @@ def publish(
 
     async def go() -> None:
         ep = Endpoint("127.0.0.1", broker.port, f"pub-{time.monotonic_ns()}", clean_session=True)
-        conn = await open_connection(ep)
+        conn = await open_connection(ep, SYSTEM_CLOCK)
         try:
             for message in messages:
                 if message is None:
                     await asyncio.sleep(gap)
                     continue
-                await conn.publish(message[0], message[1], qos=qos)
+                await conn.publish(message[0], message[1], qos=qos, retain=retain)
         finally:
             await conn.disconnect()
 
@@ -99,6 +109,40 @@ def session(
 
 
 TICK = 0.15
+
+
+def notify(name: str, watts: float, energy: float, ts: float | None = None) -> tuple[str, bytes]:
+    """A Shelly ``NotifyStatus`` on ``<name>/events/rpc``, stamped by the device's clock (this
+    machine's: ``ts`` defaults to now)."""
+    params = {"ts": time.time() if ts is None else ts,
+              "pm1:0": {"id": 0, "apower": watts, "aenergy": {"total": energy}}}  # fmt: skip
+    body = {"src": f"shellypmminig3-{name}", "method": "NotifyStatus", "params": params}
+    return f"{name}/events/rpc", json.dumps(body).encode()
+
+
+def publish_run(
+    broker: Mosquitto, name: str, work_ticks: int = 8, off_ticks: int = 10
+) -> list[float]:
+    """A run described by NotifyStatus frames, one per tick, each stamped when it is sent;
+    returns the stamps (the first working frame's is the run's true start)."""
+    stamps: list[float] = []
+
+    async def go() -> None:
+        ep = Endpoint("127.0.0.1", broker.port, f"dev-{time.monotonic_ns()}", clean_session=True)
+        conn = await open_connection(ep, SYSTEM_CLOCK)
+        try:
+            plan = [300.0] * work_ticks + [1.0] * off_ticks
+            for i, watts in enumerate(plan):
+                stamp = time.time()
+                stamps.append(stamp)
+                topic, body = notify(name, watts, 200.0 + min(i, work_ticks), stamp)
+                await conn.publish(topic, body, qos=1)
+                await asyncio.sleep(TICK)
+        finally:
+            await conn.disconnect()
+
+    asyncio.run(go())
+    return stamps
 
 
 def working(name: str, ticks: int) -> list[tuple[str, bytes] | None]:

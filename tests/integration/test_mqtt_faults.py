@@ -4,7 +4,6 @@ frozen broker, the bridge offline, ``kill -9`` in a loop, SIGTERM, malformed flo
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 
@@ -16,6 +15,7 @@ from tests.integration.conftest import (
     assert_sessions_whole,
     events_of,
     frame,
+    metric,
     open_session,
     publish,
     session,
@@ -27,12 +27,6 @@ from tests.support.fake_odoo import FakeOdoo
 
 def off(name: str, ticks: int = 10) -> list[tuple[str, bytes] | None]:
     return [m for _ in range(ticks) for m in (frame(name, 1.0, 500.0), None)]
-
-
-def metric(text: str, name: str) -> float:
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert match, f"{name} not in /metrics"
-    return float(match.group(1))
 
 
 def test_broker_restart_does_not_end_a_session(
@@ -51,19 +45,6 @@ def test_broker_restart_does_not_end_a_session(
     (stop,) = events_of(odoo, "run_stop")
     assert stop["payload"]["reason"] == "normal"
     assert_sessions_whole(odoo)
-
-
-def test_messages_published_while_the_bridge_is_down_are_delivered(
-    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
-) -> None:
-    """Persistent session: the broker queues QoS 1 readings for the stopped bridge (R4)."""
-    code, _ = bridge.terminate()
-    assert code == 0
-    readings = [frame("beta", 300.0 + i, 100.0 + i) for i in range(40)]
-    publish(broker, readings)
-    bridge.start()
-    wait_until(lambda: metric(bridge.metrics(), "iot_bridge_messages_total") >= 40, 10)
-    assert metric(bridge.metrics(), "iot_bridge_messages_total") == 40
 
 
 def test_resubscribes_after_a_session_less_reconnect(

@@ -1,12 +1,13 @@
-"""Odoo misbehaving: down, 5xx, 429 with Retry-After, timeouts, a response lost after the
-commit, permanent 400/404. Nothing is lost, nothing is stored twice, the rest keeps flowing."""
+"""Odoo misbehaving, through the bridge process: down, a proxy's error page, permanent
+400/404/409, a missing batch route, a refused token. Nothing is lost, nothing is stored twice, the
+rest keeps flowing. The timing of retries (back-off growth, Retry-After, a minute of outage,
+timeouts and lost answers) is tested in simulated time in ``tests/test_delivery.py``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
-from itertools import pairwise
 
 from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
@@ -23,56 +24,54 @@ from tests.integration.conftest import (
 from tests.support.fake_odoo import FakeOdoo
 
 
-def post_times(odoo: FakeOdoo) -> list[float]:
-    return [r.t for r in odoo.requests() if r.method == "POST"]
-
-
 def test_odoo_down_then_back(broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess) -> None:
+    """The one real-time retry across the wire (the back-off schedule itself is tested in
+    simulated time in ``tests/test_delivery.py``): a 503, then the 5 s retry delivers."""
     odoo.stop()  # connection refused from now on
     publish(broker, session("alpha", "beta"), gap=TICK)
     bridge.wait_health(lambda h: h["queue_depth"] == 4 and h["odoo_reachable"] is False)
     health = bridge.health()
     assert health is not None
     assert health["active_sessions"] == 0  # detection goes on without Odoo
+    assert health["http_status"] == 200  # not yet for longer than HEALTH_ODOO_DOWN_AFTER
+    assert "odoo_retrying" in health["warnings"]
     assert "Odoo API error, retrying in 5s" in bridge.log()
     odoo.start()  # same port
     wait_until(lambda: len(odoo.stored_events()) == 4, 30, "the backlog to drain")
     assert_sessions_whole(odoo)
     bridge.wait_health(lambda h: h["queue_depth"] == 0 and h["odoo_reachable"] is True)
+    assert [r.status for r in odoo.requests() if r.method == "POST"] == [200]  # one batch
 
 
-def test_5xx_then_429_honours_retry_after(
+def test_a_proxy_error_page_is_retried_and_shown_not_dead_lettered(
     broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    odoo.fail_next(1, 503)
-    odoo.fail_next(1, 429, retry_after=9)
+    odoo.fail_next(100, 403, html=True)  # a WAF in front of Odoo
     publish(broker, session("alpha"), gap=TICK)
-    wait_until(lambda: len(odoo.stored_events()) >= 1, 40, "delivery after the faults")
-    wait_until(lambda: len(odoo.stored_events()) == 2, 20, "both events")
-    times = post_times(odoo)
-    statuses = [r.status for r in odoo.requests() if r.method == "POST"]
-    assert statuses[:3] == [503, 429, 200]
-    assert times[1] - times[0] >= 4.9  # the original's first retry after 5 s
-    assert times[2] - times[1] >= 8.9  # Retry-After: 9 beats the 8..12 s backoff floor
-    assert_sessions_whole(odoo)
+    bridge.wait_health(lambda h: h["queue_depth"] == 2 and h["odoo_reachable"] is False)
+    health = bridge.health()
+    assert health is not None
+    assert health["dead_letters"] == 0
+    assert health["odoo_last_error"].endswith(
+        " answered 403 (not the contract's answer: text/html)"
+    )
+    assert "<html>" not in json.dumps(health)
 
 
-def test_timeout_and_lost_response_are_retried_with_the_same_uid(
-    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+def test_a_conflict_is_a_dead_letter_and_a_warning(
+    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
 ) -> None:
-    bridge = bridge_factory(broker, odoo, ODOO_TIMEOUT="1").start()
-    bridge.connected()
-    odoo.set_delay(2.0)  # longer than the bridge's ODOO_TIMEOUT
-    publish(broker, session("alpha"), gap=TICK)
-    bridge.wait_health(lambda h: h["odoo_reachable"] is False and h["queue_depth"] == 2)
-    odoo.set_delay(0)
-    odoo.drop_response_next(1)  # Odoo commits, then the answer never arrives
-    wait_until(lambda: bridge.health()["queue_depth"] == 0, 40, "delivery")  # type: ignore[index]
-    assert_sessions_whole(odoo)
-    assert len(odoo.stored_events()) == 2
-    sent = [uid for r in odoo.requests() if r.method == "POST" for uid in r.event_uids]
-    assert len(sent) > 2  # retried ...
-    assert set(sent) == set(odoo.stored_uids())  # ... always with the same uids
+    """Another bridge claimed beta's ids first: Odoo answers 409 conflict for them."""
+    odoo.reject_device("shellypmminig3-beta", 409)
+    publish(broker, session("alpha", "beta"), gap=TICK)
+    bridge.wait_health(lambda h: h["dead_letters"] == 2 and h["queue_depth"] == 0)
+    health = bridge.health()
+    assert health is not None
+    assert health["http_status"] == 200
+    assert health["dead_letters_by_reason"] == {"conflict": 2}
+    assert "new_dead_letters" in health["warnings"]
+    assert {e["device_id"] for e in odoo.stored_events()} == {"shellypmminig3-alpha"}
+    assert 'iot_bridge_health_warning{warning="new_dead_letters"} 1' in bridge.metrics()
 
 
 def test_permanent_rejections_become_dead_letters_and_others_flow(
@@ -149,25 +148,3 @@ def test_token_refused_at_start_shows_in_health(
     assert "odoo_auth_failed" in health["problems"]
     assert any("401" in problem for problem in health["config_errors"])
     assert "not-the-token" not in bridge.log()
-
-
-def test_odoo_down_for_a_minute_backs_off_then_delivers_everything_once(
-    broker: Mosquitto, odoo: FakeOdoo, bridge: BridgeProcess
-) -> None:
-    """Odoo answers 503 for 65 s: retries back off 5, 10, 20, 40 s (each ±20 %), the
-    backlog keeps growing meanwhile, and the first retry after recovery drains it."""
-    odoo.fail_next(10_000, 503)
-    down_from = time.monotonic()
-    publish(broker, session("alpha", "beta"), gap=TICK)
-    bridge.wait_health(lambda h: h["queue_depth"] == 4)
-    time.sleep(max(0.0, 65 - (time.monotonic() - down_from)))
-    publish(broker, session("gamma"), gap=TICK)  # more sessions while Odoo is still down
-    odoo.clear_failures()  # Odoo is back
-    wait_until(lambda: len(odoo.stored_events()) == 6, 60, "the backlog after recovery")
-    assert_sessions_whole(odoo)
-    failed = [r.t for r in odoo.requests() if r.method == "POST" and r.status == 503]
-    gaps = [b - a for a, b in pairwise(failed)]
-    assert gaps[0] >= 4.9  # the original's 5 s first
-    for earlier, later in pairwise(gaps):
-        assert later >= earlier * 1.3  # growing (x2 with +-20 % jitter)
-    assert max(gaps) <= 48.1  # 40 s +20 %, well below the 300 s cap

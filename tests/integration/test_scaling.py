@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.events import parse_ts
 from iot_bridge.mqtt import packets as pk
-from iot_bridge.mqtt.connection import Connection, Endpoint, OnMessages, open_connection
+from iot_bridge.mqtt.connection import Connection, Endpoint, OnPackets, open_connection
 from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
@@ -117,11 +118,15 @@ def test_shared_subscription_alternates_one_devices_readings_between_members(
     count = 20
     received: list[tuple[int, str]] = []  # (frame number, member)
 
-    def collect(member: str) -> OnMessages:
-        def on_messages(conn: Connection, publishes: list[pk.Publish], now: float) -> None:
+    conns: dict[str, Connection] = {}
+
+    def collect(member: str) -> OnPackets:
+        def on_messages(
+            publishes: list[pk.Publish], oversize: list[pk.Oversize], now: float
+        ) -> None:
             for message in publishes:
                 received.append((int(json.loads(message.payload)["seq"]), member))
-            conn.ack([m.packet_id for m in publishes if m.packet_id is not None])
+            conns[member].ack([m.packet_id for m in publishes if m.packet_id is not None])
 
         return on_messages
 
@@ -130,12 +135,18 @@ def test_shared_subscription_alternates_one_devices_readings_between_members(
         for member in ("bridge-a", "bridge-b"):
             conn = await open_connection(
                 Endpoint("127.0.0.1", broker.port, member, clean_session=True),
+                SYSTEM_CLOCK,
                 collect(member),
+                hold=True,
             )
+            conns[member] = conn
+            conn.start_delivery()
             granted = await conn.subscribe([f"$share/bridges/{topic}"], qos=1)
             assert granted == bytes([1])
             members.append(conn)
-        pub = await open_connection(Endpoint("127.0.0.1", broker.port, "plug", clean_session=True))
+        pub = await open_connection(
+            Endpoint("127.0.0.1", broker.port, "plug", clean_session=True), SYSTEM_CLOCK
+        )
         for seq in range(count):
             await pub.publish(topic, json.dumps({"seq": seq, "apower": 300.0}).encode(), qos=1)
         await pub.disconnect()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from iot_bridge.events import parse_ts
 from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
@@ -18,12 +20,14 @@ from tests.integration.conftest import (
     device,
     events_of,
     frame,
+    metric,
+    notify,
     open_session,
     publish,
+    publish_run,
     session,
     wait_until,
 )
-from tests.integration.test_mqtt_faults import metric
 from tests.support.fake_odoo import FakeOdoo
 
 
@@ -56,6 +60,10 @@ def test_full_disk_stops_acks_turns_503_and_recovers(
         broker, odoo, DATA_DIR=str(small_disk / "data"), FORWARD_MEASUREMENTS="true"
     ).start()
     bridge.connected()
+    for _ in range(3):  # beta's plug is heard live first: the bridge learns its clock
+        publish(broker, [notify("beta", 1.0, 200.0)])
+        time.sleep(TICK)
+    time.sleep(0.3)
     filler = fill(small_disk)
     # enough readings that the store must grow: each is also a power_measurement event
     burst = [frame("alpha", 300.0, 100.0 + i / 100) for i in range(3000)]
@@ -69,13 +77,24 @@ def test_full_disk_stops_acks_turns_503_and_recovers(
     assert not health["mqtt_connected"]  # held off: the broker keeps what we cannot store
     assert bridge.proc is not None
     assert bridge.proc.poll() is None  # no crash loop
-    held = [frame("beta", 50.0 + i, 100.0) for i in range(50)]
-    publish(broker, held)  # the broker holds these for the bridge while the disk is full
+    # beta runs while the disk is full: the broker holds its readings for the bridge
+    stamps = publish_run(broker, "beta", work_ticks=8, off_ticks=10)
     filler.unlink()
     bridge.wait_health(lambda h: h["status"] == "ok" and h["mqtt_connected"], 30)
     # everything the broker held was processed: the 3000 (some twice, after the rollback)
-    # and the 50 that arrived while the bridge stayed away
-    wait_until(lambda: metric(bridge.metrics(), "iot_bridge_messages_total") >= 3050, 20)
+    # and the 18 that arrived while the bridge stayed away ...
+    wait_until(lambda: metric(bridge.metrics(), "iot_bridge_messages_total") >= 3018, 20)
+    # ... and they are the session they describe, with its true times
+    wait_until(
+        lambda: any(e["device_id"].endswith("beta") for e in events_of(odoo, "run_stop")),
+        20,
+        "beta's session from the held readings",
+    )
+    (beta,) = [e for e in events_of(odoo, "run_stop") if e["device_id"].endswith("beta")]
+    assert beta["payload"]["reason"] == "normal"
+    assert beta["payload"]["timing"] == "measured"
+    assert abs(parse_ts(beta["payload"]["started_at"]) - stamps[0]) < 0.1
+    assert abs(parse_ts(beta["payload"]["stopped_at"]) - stamps[8]) < 0.1
     # and intake works as before: a live session is detected and delivered
     publish(broker, session("gamma"), gap=TICK)
     wait_until(

@@ -1,7 +1,9 @@
 """The bridge <-> Odoo REST contract (v1): GET /ows/iot/config, POST /ows/iot/event(s).
 
 Plain ``type='http'`` routes with JSON in and out (not JSON-RPC), so that status codes carry the
-meaning: 201 created, 200 duplicate, 400 invalid_event, 404 unknown_device, 401 unauthorized.
+meaning: 201 created, 200 duplicate, 400 invalid_event, 404 unknown_device, 409 conflict,
+413 payload_too_large, 401 unauthorized. One bad event of a batch is that event's result, never a
+500 for the batch.
 """
 
 import functools
@@ -9,11 +11,12 @@ import json
 import logging
 
 import psycopg2
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from odoo import http
 from odoo.http import request
 
-from ..models.iot_event import CREATED, DUPLICATE, MAX_BATCH, UNKNOWN_DEVICE
+from ..models.iot_event import CONFLICT, CREATED, DUPLICATE, MAX_BATCH, UNKNOWN_DEVICE
 
 _logger = logging.getLogger(__name__)
 
@@ -22,8 +25,18 @@ ROUTE_OPTIONS = {
 }
 
 
+MAX_BODY_BYTES = 4 * 1024 * 1024  # docs/odoo-api.md: bodies over it are answered 413
+DRAIN_LIMIT = 16 * 1024 * 1024  # read (and drop) at most this much of a body that is too large
+
+
 class _BadRequest(Exception):
     pass
+
+
+class _TooLarge(Exception):
+    def __init__(self, length):
+        super().__init__(length)
+        self.length = length
 
 
 def _json(status, body):
@@ -58,12 +71,38 @@ def _authenticate():
     return bridge
 
 
+def _too_large(length):
+    return _json(413, {
+        "error": "payload_too_large",
+        "detail": f"request body of {length} bytes is over the limit of {MAX_BODY_BYTES} bytes",
+        "max_bytes": MAX_BODY_BYTES,
+    })
+
+
+def _read_body():
+    """The request body, at most MAX_BODY_BYTES. A larger one is still read to its end (up to
+    DRAIN_LIMIT, werkzeug refuses beyond) and dropped, so that the client gets the JSON 413
+    instead of a connection reset while it is still sending. The body is kept (``cache``):
+    Odoo replays a request whose transaction hit a serialization failure, and the replay must
+    read the same body again."""
+    httprequest = request.httprequest
+    length = httprequest.content_length
+    httprequest.max_content_length = DRAIN_LIMIT
+    try:
+        data = httprequest.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise _TooLarge(length or DRAIN_LIMIT) from None
+    if len(data) > MAX_BODY_BYTES:
+        raise _TooLarge(len(data))
+    return data
+
+
 def _read_json():
-    data = request.httprequest.get_data(cache=True)
+    data = _read_body()
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _BadRequest(f"body is not valid JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _BadRequest(f"body is not valid JSON: {type(exc).__name__}") from exc
 
 
 def _guarded(handler):
@@ -102,6 +141,8 @@ class IotApiController(http.Controller):
             return _unauthorized()
         try:
             event = _read_json()
+        except _TooLarge as exc:
+            return _too_large(exc.length)
         except _BadRequest as exc:
             return _invalid(str(exc))
         status, detail = request.env["ows.iot.event"].sudo()._ingest(bridge, event)
@@ -114,6 +155,8 @@ class IotApiController(http.Controller):
             return _json(404, {
                 "error": UNKNOWN_DEVICE, "device_id": event.get("device_id"), "detail": detail,
             })
+        if status == CONFLICT:
+            return _json(409, {"error": CONFLICT, "event_uid": uid, "detail": detail})
         return _invalid(detail)
 
     @http.route("/ows/iot/events", methods=["POST"], **ROUTE_OPTIONS)
@@ -124,6 +167,8 @@ class IotApiController(http.Controller):
             return _unauthorized()
         try:
             body = _read_json()
+        except _TooLarge as exc:
+            return _too_large(exc.length)
         except _BadRequest as exc:
             return _invalid(str(exc))
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
@@ -144,3 +189,17 @@ class IotApiController(http.Controller):
             })
         return _json(200, {"results": results})
 
+    @http.route("/ows/iot/status", methods=["POST"], **ROUTE_OPTIONS)
+    @_guarded
+    def iot_status(self, **kwargs):
+        """POST /ows/iot/status (docs/odoo-api.md, "live state"): the bridge's heartbeat,
+        latest wins; 200 ok / stale, 400 invalid_status."""
+        bridge = _authenticate()
+        if not bridge:
+            return _unauthorized()
+        try:
+            status = _read_json()
+        except _BadRequest as exc:
+            return _json(400, {"error": "invalid_status", "detail": str(exc)})
+        outcome, body = request.env["ows.iot.status"].sudo()._ingest(bridge, status)
+        return _json(400 if outcome == "invalid_status" else 200, body)

@@ -8,6 +8,8 @@ import psycopg2
 
 from odoo import _, api, fields, models
 
+from .res_config_settings import alert_settings
+
 _logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX_LEN = 8
@@ -24,7 +26,9 @@ def hash_token(token):
 class IotBridge(models.Model):
     _name = "ows.iot.bridge"
     _description = "IoT Bridge"
+    _inherit = ["ows.iot.alert.mixin"]
     _order = "name"
+
 
     name = fields.Char(required=True)
     mqtt_broker = fields.Char(
@@ -51,12 +55,63 @@ class IotBridge(models.Model):
         help="Bumped whenever one of the bridge's devices changes; served by GET /ows/iot/config.",
     )
     device_ids = fields.One2many("ows.iot.device", "bridge_id", string="Devices")
-    device_count = fields.Integer(compute="_compute_device_count")
+    device_count = fields.Integer(compute="_compute_device_count", string="Number of Devices")
     note = fields.Text()
+
+    # live state: the last status (heartbeat) the bridge sent; overwritten, never history
+    # (written in SQL by POST /ows/iot/status, models/iot_status.py)
+    status_sent_at = fields.Datetime(
+        copy=False, readonly=True, help="The bridge's own clock when it sent the last status."
+    )
+    last_status_at = fields.Datetime(
+        string="Last Heartbeat", copy=False, readonly=True,
+        help="When Odoo received the bridge's last status (Odoo's clock).",
+    )
+    bridge_version = fields.Char(string="Bridge Version", copy=False, readonly=True)
+    bridge_started_at = fields.Datetime(string="Running Since", copy=False, readonly=True)
+    bridge_uptime_s = fields.Float(string="Uptime (s)", copy=False, readonly=True)
+    mqtt_connected = fields.Boolean(string="MQTT Connected", copy=False, readonly=True)
+    queue_known = fields.Boolean(copy=False, readonly=True)
+    queue_depth = fields.Integer(
+        copy=False, readonly=True, help="Events the bridge holds that Odoo has not taken yet."
+    )
+    oldest_queued_age_s = fields.Float(
+        string="Oldest Queued", copy=False, readonly=True,
+        help="Age in seconds of the oldest event the bridge still holds.",
+    )
+    status_problems = fields.Json(copy=False, readonly=True)
+    status_warnings = fields.Json(copy=False, readonly=True)
+    problems_text = fields.Text(string="Problems", compute="_compute_status_texts")
+    warnings_text = fields.Text(string="Warnings", compute="_compute_status_texts")
+    problem_count = fields.Integer(string="Problem Count", compute="_compute_status_texts")
+    reported_config_version = fields.Char(
+        string="Config Version Running", copy=False, readonly=True,
+        help="The config version the bridge said it runs in its last status.",
+    )
+    config_current = fields.Boolean(
+        string="Runs the Current Config", compute="_compute_config_current",
+    )
+    discovered_plug_ids = fields.One2many(
+        "ows.iot.discovered.plug", "bridge_id", string="Discovered Plugs",
+        domain=[("state", "=", "new")],
+    )
 
     _sql_constraints = [
         ("token_hash_unique", "UNIQUE(token_hash)", "A token can belong to one bridge only."),
     ]
+
+    @api.depends("status_problems", "status_warnings")
+    def _compute_status_texts(self):
+        for bridge in self:
+            problems = bridge.status_problems or []
+            bridge.problems_text = "\n".join(problems)
+            bridge.warnings_text = "\n".join(bridge.status_warnings or [])
+            bridge.problem_count = len(problems)
+
+    @api.depends("reported_config_version", "config_version")
+    def _compute_config_current(self):
+        for bridge in self:
+            bridge.config_current = bridge.reported_config_version == str(bridge.config_version)
 
     @api.depends("token_prefix")
     def _compute_has_token(self):
@@ -166,7 +221,7 @@ class IotBridge(models.Model):
             "UPDATE ows_iot_bridge SET config_version = config_version + 1 WHERE id IN %s",
             (tuple(self.ids),),
         )
-        self.invalidate_recordset(["config_version"])
+        self.invalidate_recordset(["config_version", "config_current"])
 
     def _config_payload(self):
         """The body of GET /ows/iot/config for this bridge."""
@@ -178,6 +233,70 @@ class IotBridge(models.Model):
             "config_version": str(self.config_version),
             "devices": [device._config_entry() for device in devices],
         }
+
+    # ------------------------------------------------------------------ health
+    def _alert_texts(self, reason, minutes):
+        summary = self.env._("Bridge silent: %(bridge)s", bridge=self.name)
+        note = self.env._(
+            "No call from bridge %(bridge)s for %(minutes)s minutes. Machines it reads are not "
+            "recorded until it is back; running sessions stay open and are flagged.",
+            bridge=self.name, minutes=minutes,
+        )
+        return summary, note
+
+    def _alert_recovered_text(self, minutes):
+        return self.env._(
+            "Bridge %(bridge)s is back after about %(minutes)s minutes.",
+            bridge=self.name, minutes=minutes,
+        )
+
+    @api.model
+    def _cron_check_health(self):
+        self._check_health(fields.Datetime.now())
+
+    @api.model
+    def _check_health(self, now):
+        """Open and close the silence incidents of bridges and plugs as of ``now``.
+
+        A bridge is silent when its last call of any kind (``last_contact``) is older than the
+        setting; bridges that never called, have no token or are archived are not watched.
+        The plugs of a silent bridge are not judged (the bridge's incident says it all) and
+        their running sessions are flagged ``bridge_silent`` until the bridge is back.
+        """
+        settings = alert_settings(self.env)
+        Bridge = self.sudo().with_context(active_test=False)
+        watched = Bridge.search([
+            ("active", "=", True), ("token_prefix", "!=", False), ("last_contact", "!=", False),
+        ])
+        silent = watched.filtered(lambda b: now - b.last_contact > settings.bridge_silence)
+        for bridge in silent:
+            bridge._alert_open("silent", bridge.last_contact, now, settings)
+        (Bridge.search([("alert_since", "!=", False)]) - silent)._alert_close(now)
+
+        Session = self.env["ows.machine.session"].sudo()
+        Session.search([
+            ("bridge_id", "in", silent.ids), ("state", "=", "running"),
+            ("bridge_silent", "=", False),
+        ]).write({"bridge_silent": True})
+        Session.search([
+            ("bridge_id", "not in", silent.ids), ("bridge_silent", "=", True),
+        ]).write({"bridge_silent": False})
+
+        Device = self.env["ows.iot.device"].sudo().with_context(active_test=False)
+        alive = watched - silent
+        judged = Device.search([("bridge_id", "in", alive.ids), ("active", "=", True)])
+        healthy = Device.browse()
+        for device in judged:
+            trouble = device._plug_trouble(now, settings)
+            if trouble:
+                device._alert_open(trouble[0], trouble[1], now, settings)
+            else:
+                healthy |= device
+        # recovered, archived, or of a bridge no longer watched (archived, token revoked)
+        stale = Device.search([
+            ("alert_since", "!=", False), ("bridge_id", "not in", silent.ids),
+        ]) - (judged - healthy)
+        stale._alert_close(now)
 
     def action_view_devices(self):
         self.ensure_one()

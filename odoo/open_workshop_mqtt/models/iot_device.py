@@ -1,5 +1,10 @@
+from datetime import timedelta
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+
+from .iot_event import parse_any_ts
+from .res_config_settings import alert_settings
 
 PARSER_TYPES = [
     ("shelly_pm_mini_g3", "Shelly PM Mini Gen3"),
@@ -19,16 +24,72 @@ CONFIG_FIELDS = {
 }
 
 
+SESSION_CONFIG_FIELDS = (
+    "standby_threshold_w", "working_threshold_w", "start_debounce_s", "stop_debounce_s",
+    "message_timeout_s",
+)
+DETECTOR_STATES = [
+    ("idle", "Idle"),
+    ("starting", "Starting"),
+    ("working", "Working"),
+    ("standby", "Standby"),
+    ("stopping", "Stopping"),
+]
+BOARD_STATES = [
+    ("working", "Working"),
+    ("standby", "Standby"),
+    ("idle", "Idle"),
+    ("offline", "Offline"),
+    ("unknown", "Unknown"),
+]
+# detector state -> board colour (a session is open in working, standby and stopping)
+_BOARD_OF_DETECTOR = {"working": "working", "standby": "standby", "stopping": "standby"}
+SESSION_CONFIG_FIELDS_SET = set(SESSION_CONFIG_FIELDS)
+BOARD_CHANNEL = "ows_iot_board"
+
+
 def _number(value):
     """A JSON number: an int when the float is whole (20.0 -> 20)."""
     return int(value) if float(value).is_integer() else value
 
 
+def _iso(value):
+    """A naive UTC datetime as the contract's ``...mmmZ`` text for the browser, else None."""
+    if not value:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def session_config_error(env, vals):
+    """The reason the session config in ``vals`` (all five keys) is refused, else None.
+
+    Checked in Python before anything reaches the database, so the admin reads this message
+    instead of a failed SQL constraint (which Odoo logs as an error); the SQL constraints stay
+    as the last line of defence.
+    """
+    standby, working = vals["standby_threshold_w"], vals["working_threshold_w"]
+    if standby < 0:
+        return env._("The standby threshold must not be negative (it is %(standby)s W).",
+                     standby=f"{standby:g}")
+    if standby >= working:
+        return env._(
+            "The standby threshold (%(standby)s W) must be below the working threshold "
+            "(%(working)s W).", standby=f"{standby:g}", working=f"{working:g}",
+        )
+    if vals["start_debounce_s"] < 0 or vals["stop_debounce_s"] < 0:
+        return env._("Debounce times must not be negative.")
+    if vals["message_timeout_s"] <= 0:
+        return env._("The message timeout must be greater than 0 seconds.")
+    return None
+
+
 class IotDevice(models.Model):
     _name = "ows.iot.device"
     _description = "IoT Device (machine power meter)"
+    _inherit = ["ows.iot.alert.mixin"]
     _order = "machine_name, device_id"
     _rec_names_search = ["machine_name", "device_id"]
+
 
     device_id = fields.Char(
         string="Device ID", required=True, index=True,
@@ -69,9 +130,42 @@ class IotDevice(models.Model):
     )
     running_since = fields.Datetime(compute="_compute_live_state")
     current_session_id = fields.Many2one("ows.machine.session", compute="_compute_live_state")
-    status_text = fields.Char(string="Status", compute="_compute_live_state")
+    status_text = fields.Char(string="Status", compute="_compute_board_state")
     last_contact = fields.Datetime(
-        compute="_compute_last_contact", help="When the last event of this device was received."
+        string="Last Event Received", compute="_compute_last_contact",
+        help="When Odoo received the last event of this device (not when the plug last spoke: "
+        "see Last Seen).",
+    )
+
+    # live state, from the bridge's status (heartbeat): overwritten, never history
+    # (written in SQL by POST /ows/iot/status, models/iot_status.py)
+    live_state = fields.Selection(
+        DETECTOR_STATES, string="Detector State", readonly=True, copy=False,
+        help="The bridge's session detector state for this machine.",
+    )
+    plug_online = fields.Selection(
+        [("online", "Online"), ("offline", "Offline")], string="Plug", readonly=True, copy=False,
+        help="The plug's own online state (its last will); empty when not known.",
+    )
+    offline_since = fields.Datetime(readonly=True, copy=False)
+    last_seen = fields.Datetime(
+        readonly=True, copy=False, help="When the plug's last message arrived at the bridge."
+    )
+    live_power_known = fields.Boolean(readonly=True, copy=False)
+    live_power_w = fields.Float(string="Power (W)", readonly=True, copy=False)
+    live_session_ref = fields.Char(
+        string="Open Session (bridge)", readonly=True, copy=False,
+        help="The session the bridge has open for this machine right now.",
+    )
+    live_session_started_at = fields.Datetime(readonly=True, copy=False)
+    live_status_at = fields.Datetime(
+        string="Live State Received", readonly=True, copy=False,
+        help="When Odoo last received a status of the bridge that listed this machine.",
+    )
+    board_state = fields.Selection(
+        BOARD_STATES, compute="_compute_board_state",
+        help="Working, standby or idle as the bridge last said; offline when the plug says so "
+        "or has been silent for longer than the setting; unknown without a recent status.",
     )
     bridge_last_contact = fields.Datetime(related="bridge_id.last_contact", string="Bridge Contact")
     session_count = fields.Integer(compute="_compute_session_stats")
@@ -102,28 +196,12 @@ class IotDevice(models.Model):
                 else device.machine_name or device.device_id or ""
             )
 
-    @api.constrains("standby_threshold_w", "working_threshold_w")
-    def _check_thresholds(self):
+    @api.constrains(*SESSION_CONFIG_FIELDS)
+    def _check_session_config(self):
         for device in self:
-            if not 0 <= device.standby_threshold_w < device.working_threshold_w:
-                raise ValidationError(_(
-                    "%(device)s: thresholds must satisfy 0 <= standby (%(standby)s W) "
-                    "< working (%(working)s W).",
-                    device=device.device_id, standby=device.standby_threshold_w,
-                    working=device.working_threshold_w,
-                ))
-
-    @api.constrains("start_debounce_s", "stop_debounce_s", "message_timeout_s")
-    def _check_timings(self):
-        for device in self:
-            if device.start_debounce_s < 0 or device.stop_debounce_s < 0:
-                raise ValidationError(
-                    _("%s: debounce times must not be negative.", device.device_id)
-                )
-            if device.message_timeout_s <= 0:
-                raise ValidationError(
-                    _("%s: the message timeout must be greater than 0.", device.device_id)
-                )
+            error = session_config_error(self.env, {f: device[f] for f in SESSION_CONFIG_FIELDS})
+            if error:
+                raise ValidationError(f"{device.machine_name or device.device_id}: {error}")
 
     @api.constrains("parser_channel")
     def _check_parser_channel(self):
@@ -159,15 +237,167 @@ class IotDevice(models.Model):
             device.current_session_id = session
             device.state = "running" if session else "idle"
             device.running_since = session.started_at if session else False
-            if session and session.started_at:
-                device.status_text = _(
-                    "Running since %s",
-                    fields.Datetime.context_timestamp(device, session.started_at).strftime(
-                        "%Y-%m-%d %H:%M"
-                    ),
-                )
+
+    @api.depends("live_state", "plug_online", "last_seen", "live_status_at")
+    def _compute_board_state(self):
+        now = fields.Datetime.now()
+        settings = alert_settings(self.env)
+        labels = dict(self._fields["board_state"]._description_selection(self.env))
+        for device in self:
+            device.board_state = device._board_state_at(now, settings)
+            if device.board_state == "unknown" and device.state == "running":
+                device.status_text = _("Running (no live state)")
             else:
-                device.status_text = _("Running") if session else _("Idle")
+                device.status_text = labels[device.board_state]
+
+    def _board_state_at(self, now, settings):
+        """One of BOARD_STATES as of ``now``: what the board, the lists and the cron show."""
+        self.ensure_one()
+        if not self.live_status_at or now - self.live_status_at > settings.bridge_silence:
+            return "unknown"
+        if self.plug_online == "offline":
+            return "offline"
+        silent_since = self._silent_since()
+        if silent_since and now - silent_since > settings.plug_silence:
+            return "offline"
+        return _BOARD_OF_DETECTOR.get(self.live_state, "idle")
+
+    def _silent_since(self):
+        """Since when the plug has said nothing: its last message, or for a plug never heard,
+        since the bridge started (or the device was created, if later)."""
+        self.ensure_one()
+        if self.last_seen:
+            return self.last_seen
+        starts = [t for t in (self.bridge_id.bridge_started_at, self.create_date) if t]
+        return max(starts) if starts else False
+
+    def _plug_trouble(self, now, settings):
+        """``(reason, since)`` when the plug has been offline or silent for longer than the
+        setting, else None. Judged only on fresh live state: a bridge that stopped reporting
+        this plug (or sends no statuses at all) cannot tell whether it is silent."""
+        self.ensure_one()
+        if not self.live_status_at or now - self.live_status_at > settings.bridge_silence:
+            return None
+        limit = settings.plug_silence
+        if self.plug_online == "offline" and self.offline_since and now - self.offline_since > limit:
+            return "offline", self.offline_since
+        silent_since = self._silent_since()
+        if silent_since and now - silent_since > limit:
+            return "silent", silent_since
+        return None
+
+    def _alert_texts(self, reason, minutes):
+        name = self.machine_name or self.device_id
+        if reason == "offline":
+            summary = self.env._("Plug offline: %(machine)s", machine=name)
+            note = self.env._(
+                "The plug of %(machine)s (%(device)s) has been offline for %(minutes)s minutes.",
+                machine=name, device=self.device_id, minutes=minutes,
+            )
+        else:
+            summary = self.env._("Plug silent: %(machine)s", machine=name)
+            note = self.env._(
+                "The plug of %(machine)s (%(device)s) has sent nothing for %(minutes)s minutes.",
+                machine=name, device=self.device_id, minutes=minutes,
+            )
+        return summary, note
+
+    def _alert_recovered_text(self, minutes):
+        return self.env._(
+            "The plug of %(machine)s is back after about %(minutes)s minutes.",
+            machine=self.machine_name or self.device_id, minutes=minutes,
+        )
+
+    # ------------------------------------------------------------------ machine board
+    def _board_card(self, now, settings):
+        """The live part of this machine's card on the board (JSON for the browser; every
+        time as UTC text, formatted by the browser)."""
+        self.ensure_one()
+        state = self._board_state_at(now, settings)
+        started = False
+        if state != "unknown" and self.live_session_ref:
+            started = self.live_session_started_at
+        elif state == "unknown" and self.current_session_id:
+            started = self.current_session_id.started_at
+        return {
+            "id": self.id,
+            "board_state": state,
+            "detector_state": self.live_state or None,
+            "online": {"online": True, "offline": False}.get(self.plug_online),
+            "power_w": self.live_power_w if self.live_power_known else None,
+            "last_seen": _iso(self.last_seen),
+            "session_started_at": _iso(started),
+            "valid_until": _iso(
+                self.live_status_at and self.live_status_at + settings.bridge_silence
+            ),
+            "bridge_silent": bool(self.bridge_id.alert_since),
+        }
+
+    def board_data(self, day_start):
+        """Cards of these machines for the board: live state plus the sessions started since
+        ``day_start`` (the browser's local midnight, as UTC text) that are done. The open
+        session's running time is added by the browser, which ticks it."""
+        start = parse_any_ts(day_start) or (fields.Datetime.now() - timedelta(days=1))
+        now = fields.Datetime.now()
+        settings = alert_settings(self.env)
+        devices = self.exists()
+        groups = self.env["ows.machine.session"]._read_group(
+            [("device_id", "in", devices.ids), ("state", "=", "done"),
+             ("started_at", ">=", start)],
+            ["device_id", "energy_known"],
+            ["__count", "duration_s:sum", "energy_wh:sum"],
+        )
+        today = {}
+        for device, energy_known, count, duration, energy in groups:
+            totals = today.setdefault(device.id, {
+                "today_done_s": 0.0, "today_energy_wh": 0.0, "today_energy_unknown": 0,
+                "today_sessions": 0,
+            })
+            totals["today_done_s"] += duration
+            totals["today_sessions"] += count
+            if energy_known:
+                totals["today_energy_wh"] += energy
+            else:
+                totals["today_energy_unknown"] += count
+        cards = {}
+        for device in devices:
+            card = device._board_card(now, settings)
+            card.update(today.get(device.id, {
+                "today_done_s": 0.0, "today_energy_wh": 0.0, "today_energy_unknown": 0,
+                "today_sessions": 0,
+            }))
+            cards[device.id] = card
+        return {"server_time": _iso(now), "cards": cards}
+
+    def _board_notify_live(self, now, settings):
+        """Push these machines' live cards to the open boards of their companies."""
+        by_company = {}
+        for device in self:
+            by_company.setdefault(device.company_id, []).append(device._board_card(now, settings))
+        for company, cards in by_company.items():
+            self.env["bus.bus"]._sendone(
+                (company, BOARD_CHANNEL), "ows_iot_board/live",
+                {"server_time": _iso(now), "cards": cards},
+            )
+
+    def _board_notify_sessions(self):
+        """Tell the open boards that sessions of these machines changed (their today totals),
+        once per transaction however many events a batch carried."""
+        cr = self.env.cr
+        pending = cr.precommit.data.get("ows_iot.board_sessions")
+        if pending is None:
+            pending = cr.precommit.data["ows_iot.board_sessions"] = {}
+
+            @cr.precommit.add
+            def send():
+                for company_id, device_ids in pending.items():
+                    company = self.env["res.company"].browse(company_id)
+                    self.env["bus.bus"]._sendone(
+                        (company, BOARD_CHANNEL), "ows_iot_board/sessions",
+                        {"device_ids": sorted(device_ids)},
+                    )
+        for device in self:
+            pending.setdefault(device.company_id.id, set()).add(device.id)
 
     def _compute_last_contact(self):
         groups = self.env["ows.iot.event"].sudo()._read_group(
@@ -224,8 +454,14 @@ class IotDevice(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            merged = self._add_missing_default_values(dict(vals))
+            error = session_config_error(self.env, {f: merged[f] for f in SESSION_CONFIG_FIELDS})
+            if error:
+                raise ValidationError(f"{merged.get('machine_name') or _('New machine')}: {error}")
         devices = super().create(vals_list)
         devices.bridge_id._bump_config_version()
+        self.env["ows.iot.discovered.plug"]._mark_configured(devices)
         return devices
 
     @api.model
@@ -235,11 +471,19 @@ class IotDevice(models.Model):
         return CONFIG_FIELDS
 
     def write(self, vals):
+        if SESSION_CONFIG_FIELDS_SET.intersection(vals):
+            for device in self:
+                merged = {f: vals.get(f, device[f]) for f in SESSION_CONFIG_FIELDS}
+                error = session_config_error(self.env, merged)
+                if error:
+                    raise ValidationError(f"{device.machine_name or device.device_id}: {error}")
         if not self._config_fields().intersection(vals):
             return super().write(vals)
         old_bridges = self.bridge_id
         result = super().write(vals)
         (old_bridges | self.bridge_id)._bump_config_version()
+        if {"device_id", "mqtt_topic", "bridge_id", "active"}.intersection(vals):
+            self.env["ows.iot.discovered.plug"]._mark_configured(self)
         return result
 
     def unlink(self):

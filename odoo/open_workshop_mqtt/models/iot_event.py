@@ -16,12 +16,25 @@ EVENT_TYPE_KEYS = {key for key, _label in EVENT_TYPES}
 SESSION_EVENT_TYPES = {"run_start", "run_stop"}
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MAX_BATCH = 500
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_DEPTH = 32
+MAX_ABS_NUMBER = 1e15
+SESSION_NUMBERS = (
+    "power_w", "duration_s", "working_s", "standby_s", "energy_wh", "max_power_w", "avg_power_w",
+)
 
 # Per-event outcomes (the batch form's "status", and the single form's answer).
 CREATED = "created"
 DUPLICATE = "duplicate"
 INVALID = "invalid_event"
 UNKNOWN_DEVICE = "unknown_device"
+CONFLICT = "conflict"
+UID_CONFLICT = "event_uid is already stored for another device or bridge"
+SESSION_CONFLICT = "session_id belongs to another device or bridge"
+
+
+class SessionConflict(Exception):
+    """The event's session is another device's: the event must not be stored."""
 
 
 def parse_contract_ts(value):
@@ -81,6 +94,42 @@ def validate_event(event, event_types=EVENT_TYPE_KEYS):
         session_id = payload.get("session_id")
         if not isinstance(session_id, str) or not session_id.strip():
             return f"{event_type} payload needs a non-empty string session_id"
+    reason = _check_values(event)
+    if reason is not None:
+        return reason
+    if len(json.dumps(payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
+        return f"payload is larger than {MAX_PAYLOAD_BYTES} bytes"
+    if event_type in SESSION_EVENT_TYPES:
+        for key in SESSION_NUMBERS:
+            value = payload.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"payload.{key} must be a number or null"
+    return None
+
+
+def _check_values(event):
+    """What PostgreSQL cannot store, and what no float can hold, found before the INSERT: no NUL
+    in any string (keys too), every number finite and within +-1e15, nesting bounded. Walks
+    without recursion, so a deep document cannot exhaust the stack."""
+    stack = [(event, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "strings must not contain NUL characters"
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, (int, float)):
+            if not (abs(value) <= MAX_ABS_NUMBER):  # NaN fails too
+                return f"numbers must be finite and within +-{MAX_ABS_NUMBER:g}"
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                return f"values must not be nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, dict):
+                stack.extend((key, depth + 1) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
     return None
 
 
@@ -122,10 +171,14 @@ class IotEvent(models.Model):
         """Validate and store one event for ``bridge``; return ``(status, detail)``.
 
         Idempotent on ``event_uid`` through the unique index: the INSERT is
-        ``ON CONFLICT (event_uid) DO NOTHING``, so a uid stored before yields ``duplicate``. If a
-        concurrent transaction committed the same uid after ours began (REPEATABLE READ), the
-        INSERT fails with a serialization error on the conflict, which also means ``duplicate``.
-        The INSERT runs in a savepoint, so the outcome of one event never spoils the next.
+        ``ON CONFLICT (event_uid) DO NOTHING``, so a uid stored before yields ``duplicate`` when
+        it was stored for the same bridge and device, and ``conflict`` when not (ids are uuid5
+        values of public inputs: another bridge must not claim them). A run_start/run_stop whose
+        session is another device's is a ``conflict`` too. If a concurrent transaction committed
+        the same uid after ours began (REPEATABLE READ), the INSERT fails with a serialization
+        error on the conflict, which also means ``duplicate``. Everything one event writes runs
+        in one savepoint, so the outcome of one event never spoils the next, and data that
+        PostgreSQL still refuses is that event's ``invalid_event``, never the batch's 500.
         """
         reason = validate_event(event, self._event_type_keys()) or self._validate_payload(event)
         if reason is not None:
@@ -133,10 +186,35 @@ class IotEvent(models.Model):
         device = self._find_device(bridge, event["device_id"], device_cache)
         if not device:
             return UNKNOWN_DEVICE, f"device {event['device_id']!r} is not known to this bridge"
+        owner = self._owner_of(event["event_uid"])
+        if owner is not None:
+            return (DUPLICATE, None) if owner == (bridge.id, device.id) else (CONFLICT, UID_CONFLICT)
         payload = event["payload"]
         session_id = payload.get("session_id")
         if not isinstance(session_id, str):
             session_id = None
+        if event["event_type"] in SESSION_EVENT_TYPES and self._session_owner(session_id) not in (
+            None, device.id,
+        ):
+            return CONFLICT, SESSION_CONFLICT
+        # What came before is written, so only this event's writes are at stake below. The
+        # savepoint does not flush by itself: a flushing savepoint also runs the precommit
+        # hooks, which would send the board's once-per-transaction notices once per event.
+        self.env.flush_all()
+        try:
+            with self.env.cr.savepoint(flush=False):
+                result = self._store(bridge, device, event, session_id)
+                self.env.flush_all()
+            return result
+        except SessionConflict:
+            self.env.clear()  # drop this event's unwritten changes; the hooks stay
+            return CONFLICT, SESSION_CONFLICT
+        except (psycopg2.DataError, ValueError, OverflowError, TypeError) as exc:
+            self.env.clear()
+            return INVALID, f"cannot be stored: {type(exc).__name__}"
+
+    def _store(self, bridge, device, event, session_id):
+        payload = event["payload"]
         cr = self.env.cr
         now = fields.Datetime.now()
         uid = self.env.uid
@@ -163,6 +241,10 @@ class IotEvent(models.Model):
             # The same uid, committed by a concurrent request after our snapshot.
             return DUPLICATE, None
         if row is None:
+            # stored between our ownership check and the INSERT (same transaction snapshot)
+            owner = self._owner_of(event["event_uid"])
+            if owner not in (None, (bridge.id, device.id)):
+                return CONFLICT, UID_CONFLICT
             return DUPLICATE, None
         self._process_event(self.browse(row[0]), device, event)
         return CREATED, None
@@ -185,6 +267,26 @@ class IotEvent(models.Model):
         """Act on an event stored just now (once per ``event_uid``)."""
         if event["event_type"] in SESSION_EVENT_TYPES:
             self.env["ows.machine.session"]._apply_event(record, device, event)
+
+    @api.model
+    def _owner_of(self, event_uid):
+        """``(bridge id, device id)`` of the stored event ``event_uid``, or None."""
+        self.env.cr.execute(
+            "SELECT bridge_id, device_id FROM ows_iot_event WHERE event_uid = %s", (event_uid,)
+        )
+        row = self.env.cr.fetchone()
+        return None if row is None else (row[0], row[1])
+
+    @api.model
+    def _session_owner(self, session_id):
+        """The device id of the session ``session_id``, or None."""
+        if session_id is None:
+            return None
+        self.env.cr.execute(
+            "SELECT device_id FROM ows_machine_session WHERE session_id = %s", (session_id,)
+        )
+        row = self.env.cr.fetchone()
+        return None if row is None else row[0]
 
     @api.model
     def _find_device(self, bridge, device_id, cache=None):

@@ -2,7 +2,7 @@ import logging
 
 from odoo import api, fields, models
 
-from .iot_event import parse_any_ts, parse_contract_ts
+from .iot_event import SessionConflict, parse_any_ts, parse_contract_ts
 
 _logger = logging.getLogger(__name__)
 
@@ -19,7 +19,10 @@ STOP_REASON_KEYS = {key for key, _label in STOP_REASONS}
 def _float_or_none(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer no float can hold
+        return None
     if value != value or value in (float("inf"), float("-inf")):
         return None
     return value
@@ -66,6 +69,11 @@ class MachineSession(models.Model):
     )
     energy_kwh = fields.Float(
         string="Energy (kWh)", compute="_compute_totals", store=True, aggregator="sum",
+    )
+    bridge_silent = fields.Boolean(
+        readonly=True, index=True, copy=False,
+        help="Running while its bridge has gone silent. The session stays open: the bridge "
+        "closes it with its true times when it is back.",
     )
     start_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
     stop_event_id = fields.Many2one("ows.iot.event", readonly=True, ondelete="set null")
@@ -123,12 +131,12 @@ class MachineSession(models.Model):
         payload = event["payload"]
         session, _created = self._get_or_create(device, payload["session_id"])
         if session.device_id != device:
+            # created by another device's event after the ingest's check: refuse this event
             _logger.warning(
-                "event %s: session %s belongs to device %s, not %s; session left unchanged",
-                event["event_uid"], session.session_id, session.device_id.device_id,
-                device.device_id,
+                "event %s: session %s belongs to another device; refused as a conflict",
+                event["event_uid"], session.session_id,
             )
-            return session
+            raise SessionConflict(session.session_id)
         ts = parse_contract_ts(event["ts"])
         vals = {}
         if event["event_type"] == "run_start":
@@ -174,4 +182,5 @@ class MachineSession(models.Model):
                 ),
             })
         session.write(vals)
+        device._board_notify_sessions()
         return session

@@ -2,4 +2,11 @@ from . import test_models
 from . import test_ingest
 from . import test_controllers
 from . import test_concurrency
+from . import test_refusals
+from . import test_status
+from . import test_health
+from . import test_discovery
+from . import test_board
+from . import test_validation_and_reports
+from . import test_tours
 from . import test_retention

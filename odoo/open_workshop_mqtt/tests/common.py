@@ -1,5 +1,6 @@
+import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from odoo.tests.common import TransactionCase
 
@@ -76,3 +77,83 @@ class IotCase(TransactionCase):
 
     def ingest(self, event, bridge=None):
         return self.Event.sudo()._ingest(bridge or self.bridge, event)
+
+
+# ---------------------------------------------------------------------- statuses
+# A fixed "now" for everything that judges time (statuses, the health check, the board).
+T0 = datetime(2026, 3, 2, 9, 0, 0)
+
+
+def ts(moment):
+    """A naive UTC datetime as the contract's ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def status_device(device_id, state="idle", at=T0, **overrides):
+    """One ``devices[]`` entry of a status, as of ``at``."""
+    running = state in ("working", "standby", "stopping")
+    entry = {
+        "device_id": device_id,
+        "state": state,
+        "online": True,
+        "last_seen": ts(at - timedelta(seconds=2)),
+        "power_w": {"working": 812.5, "standby": 12.0}.get(state, 0.4),
+        "session_id": "sess-" + device_id if running else None,
+        "session_started_at": ts(at - timedelta(minutes=25)) if running else None,
+    }
+    entry.update(overrides)
+    return entry
+
+
+def discovered(topic, at=T0, **overrides):
+    """One ``discovered[]`` entry, as the bridge would build it from a Shelly Gen1
+    announcement (shared/payloads/shelly_gen1/shelly1_announce.json)."""
+    entry = {
+        "topic": topic,
+        "device_id": "shelly1",
+        "model": "SHSW-1",
+        "parser_type": "shelly_gen1",
+        "source": "shelly_gen1_announce",
+        "first_seen": ts(at - timedelta(hours=1)),
+        "last_seen": ts(at - timedelta(seconds=5)),
+        "details": {"mac": "8CAAB54B98DF", "ip": "192.168.8.93",
+                    "fw_ver": "20220809-123240/v1.12-g99f7e0b", "new_fw": False},
+    }
+    entry.update(overrides)
+    return entry
+
+
+def make_status(devices=(), discovered_plugs=(), at=T0, **bridge):
+    info = {
+        "version": "0.9.0",
+        "started_at": ts(at - timedelta(hours=2)),
+        "uptime_s": 7200.0,
+        "mqtt_connected": True,
+        "queue_depth": 0,
+        "oldest_queued_age_s": None,
+        "problems": [],
+        "warnings": [],
+        "config_version": None,
+    }
+    info.update(bridge)
+    return {
+        "sent_at": ts(at),
+        "bridge": info,
+        "devices": list(devices),
+        "discovered": list(discovered_plugs),
+    }
+
+
+class StatusCase(IotCase):
+    """IotCase plus statuses ingested as of a given Odoo time (default T0)."""
+
+    def status(self, status, bridge=None, now=T0):
+        return self.env["ows.iot.status"].sudo()._ingest(bridge or self.bridge, status, now=now)
+
+    def bus_messages(self, notification_type):
+        """The payloads of ``notification_type`` this transaction would send on commit."""
+        return [
+            json.loads(value["message"])["payload"]
+            for value in self.env.cr.precommit.data.get("bus.bus.values", [])
+            if json.loads(value["message"])["type"] == notification_type
+        ]

@@ -79,7 +79,8 @@ class TestIngest(IotCase):
         self.assertEqual(session.machine_name, "Shaper Origin")
         self.assertEqual(self.device.state, "running")
         self.assertEqual(self.device.running_since, session.started_at)
-        self.assertIn("Running since", self.device.status_text)
+        # no live state from the bridge yet; the time is the browser's to format, not ours
+        self.assertEqual(self.device.status_text, "Running (no live state)")
 
         self.assertEqual(self.ingest(run_stop(self.device.device_id, sid))[0], "created")
         session.invalidate_recordset()

@@ -221,14 +221,18 @@ class TestViews(IotCase):
             ("ows.machine.session", ["list", "pivot", "graph", "form", "search"]),
             ("ows.iot.event", ["list", "form", "search"]),
             ("ows.iot.bridge", ["list", "form", "search"]),
+            ("ows.iot.discovered.plug", ["list", "form", "search"]),
         ):
             views = self.env[model].with_user(user).get_views([(False, v) for v in view_types])
             self.assertEqual(set(views["views"]), set(view_types), model)
 
     def test_pivot_measures(self):
         arch = self.Session.get_views([(False, "pivot")])["views"]["pivot"]["arch"]
-        self.assertIn('name="duration_h"', arch)
-        self.assertIn('name="energy_kwh"', arch)
+        # rows are the machine record (a rename does not split its history), measures are
+        # shown in the addon's units (17 s, 1.55 Wh), not as 00:00 and 0.00 kWh
+        self.assertIn('<field name="device_id" type="row"/>', arch)
+        self.assertIn('name="duration_s" string="Duration" type="measure" widget="ows_duration"', arch)
+        self.assertIn('name="energy_wh" string="Energy" type="measure" widget="ows_energy"', arch)
         self.assertIn('interval="month"', arch)
 
     def test_menus(self):

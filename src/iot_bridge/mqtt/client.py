@@ -1,110 +1,111 @@
-"""Keeps one MQTT connection alive: reconnect with jittered exponential backoff, resubscribe.
+"""Keeps one MQTT connection alive and serves it as the intake's message source.
 
 The session is persistent (``clean_session=False`` with a stable client id), so the broker
 queues QoS 1 messages while the bridge is away and redelivers what was not acknowledged.
-Subscriptions are sent again after every reconnect, whether or not the broker kept the session.
+Subscriptions are sent again after every connect, whether or not the broker kept the session.
+Several broker addresses (a cluster) are tried in turn; reconnects back off with jitter.
+
+Catching up: right after subscribing, the client publishes a marker (QoS 1, a fresh nonce) to
+a topic of its own that it is subscribed to. The broker queues it behind everything it already
+held for us, so when the marker comes back, every message before it was published before we
+were back: :class:`~iot_bridge.mqtt.source.CaughtUp` says so. A broker that never returns the
+marker (an ACL that forbids the publish, a cluster that reorders) is caught up by guess: once
+nothing has arrived for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import random
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Iterable, Sequence
 
+from iot_bridge.backoff import backoff_delay
+from iot_bridge.clock import Clock, Timer
 from iot_bridge.errors import ConnectRefused, MqttError
-from iot_bridge.mqtt.connection import Connection, Endpoint, OnMessages, open_connection
+from iot_bridge.mqtt import packets as pk
+from iot_bridge.mqtt.connection import Connection, Endpoint, open_connection
+from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, SourceItem
 
 log = logging.getLogger("iot_bridge.mqtt")
 
 SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet
+CATCH_UP_QUIET_S = 2.0  # without the marker: caught up once nothing arrived for this long ...
+CATCH_UP_MAX_S = 120.0  # ... or after this long at the most
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential with "equal jitter": half fixed, half random, so retries never align."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 60))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+def sync_topic(client_id: str) -> str:
+    """The client's own marker topic: no wildcards, no leading ``$``, no extra levels."""
+    return "iot-bridge/" + (re.sub(r"[+#/\x00]", "_", client_id) or "_") + "/sync"
 
 
 class MqttClient:
     def __init__(
         self,
-        endpoint: Endpoint,
-        on_messages: OnMessages,
+        endpoints: Sequence[Endpoint],
+        clock: Clock,
         *,
-        on_connected: Callable[[Connection], None] = lambda c: None,
-        on_disconnected: Callable[[str], None] = lambda reason: None,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
     ) -> None:
-        self.endpoint = endpoint
-        self._on_messages = on_messages
-        self._on_connected = on_connected
-        self._on_disconnected = on_disconnected
+        if not endpoints:
+            raise ValueError("at least one broker endpoint is needed")
+        self.endpoints = tuple(endpoints)
+        self._clock = clock
         self._base = backoff_base
         self._cap = backoff_cap
         self._rng = random.Random()
         self._filters: set[str] = set()
+        self._items: collections.deque[SourceItem] = collections.deque()
+        self._ready = asyncio.Event()
+        self._generation = 0
+        self._sync_topic = sync_topic(endpoints[0].client_id)
+        self._marker: bytes | None = None  # the nonce we wait to see again
+        self._catch_up_timer: Timer | None = None
+        self._catch_up_since = 0.0
+        self._last_arrival = 0.0
         self.connection: Connection | None = None
+        self.endpoint = self.endpoints[0]  # the one connected to, or tried last
         self.reconnects = 0
+        self.connected_since: float | None = None  # when the current connection came up
         self.last_error: str | None = None
         self.refused_subscriptions: set[str] = set()
         self._stopping = False
-        self._allowed = asyncio.Event()  # cleared while the bridge cannot store what it receives
+        self._self_closed = False  # the current connection is being closed by us
+        self._allowed = asyncio.Event()  # cleared while paused
         self._allowed.set()
 
     @property
     def connected(self) -> bool:
         return self.connection is not None and self.connection.is_open
 
-    async def run(self) -> None:
-        """Connect, subscribe, wait for the connection to end, back off, repeat; until cancelled."""
-        attempt = 0
-        ever_connected = False
-        while not self._stopping:
-            await self._allowed.wait()
-            try:
-                conn = await open_connection(self.endpoint, self._on_messages)
-                log.info("MQTT connected, subscribing to topics...")
-                await self._subscribe(conn, sorted(self._filters))
-            except MqttError as exc:
-                self.last_error = str(exc)
-                delay = backoff_delay(attempt, self._base, self._cap, self._rng)
-                level = logging.ERROR if isinstance(exc, ConnectRefused) else logging.WARNING
-                log.log(
-                    level,
-                    "MQTT broker %s:%s not available (%s), retrying in %.1fs",
-                    self.endpoint.host,
-                    self.endpoint.port,
-                    exc,
-                    delay,
-                )
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            if ever_connected:
-                self.reconnects += 1
-            ever_connected = True
-            self.connection = conn
-            self.last_error = None
-            self._on_connected(conn)
-            try:
-                await asyncio.shield(conn.closed)
-                reason = "closed"
-            except MqttError as exc:
-                reason = str(exc)
-            finally:
-                self.connection = None
-            if self._stopping:
-                return
-            self.last_error = reason
-            log.warning("MQTT connection lost (%s), reconnecting", reason)
-            self._on_disconnected(reason)
-            await asyncio.sleep(backoff_delay(0, self._base, self._cap, self._rng))
+    # -- MessageSource ------------------------------------------------------------------------
+
+    async def get(self) -> SourceItem:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def ack(self, generation: int, packet_ids: Sequence[int]) -> None:
+        conn = self.connection
+        if packet_ids and conn is not None and generation == self._generation:
+            conn.ack(list(packet_ids))  # a connection that died meanwhile: the broker redelivers
+
+    def pause(self) -> None:
+        """Drop the connection and stay away until :meth:`resume`: the broker keeps the rest."""
+        self._allowed.clear()
+        if self.connection is not None:
+            self._self_closed = True
+            self.connection.abort("paused by the bridge")
+
+    def resume(self) -> None:
+        self._allowed.set()
 
     async def set_filters(self, filters: Iterable[str]) -> None:
-        """Make ``filters`` the subscription set; applied now if connected, else on connect."""
         wanted = set(filters)
         added, removed = wanted - self._filters, self._filters - wanted
         self._filters = wanted
@@ -121,9 +122,86 @@ class MqttClient:
         except MqttError as exc:  # the reconnect will subscribe the whole set again
             log.warning("MQTT subscription change interrupted: %s", exc)
 
+    # -- the connection loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe, wait for the end, back off, repeat; until stopped or cancelled.
+
+        Whatever goes wrong inside one connection ends that connection and leads to the next
+        attempt: this loop only ends when asked to."""
+        attempt = 0
+        index = 0
+        ever_connected = False
+        while not self._stopping:
+            await self._allowed.wait()
+            endpoint = self.endpoints[index % len(self.endpoints)]
+            self.endpoint = endpoint
+            try:
+                conn = await self._connect(endpoint)
+            except Exception as exc:  # every failure means: try again later
+                self.last_error = str(exc) or type(exc).__name__
+                delay = backoff_delay(attempt + 1, self._base, self._cap, self._rng)
+                if isinstance(exc, MqttError):
+                    level = logging.ERROR if isinstance(exc, ConnectRefused) else logging.WARNING
+                    log.log(level, "MQTT broker %s:%s not available (%s), retrying in %.1fs",
+                            endpoint.host, endpoint.port, exc, delay)  # fmt: skip
+                else:
+                    log.exception("MQTT connection attempt failed unexpectedly; retrying")
+                attempt += 1
+                index += 1  # the next broker of a cluster
+                await self._clock.sleep(delay)
+                continue
+            attempt = 0
+            if ever_connected:
+                self.reconnects += 1
+            ever_connected = True
+            reason = await self._serve(conn)
+            if self._stopping:
+                return
+            self.last_error = reason
+            if not self._self_closed:
+                log.warning("MQTT connection lost (%s), reconnecting", reason)
+                await self._clock.sleep(backoff_delay(1, self._base, self._cap, self._rng))
+
+    async def _connect(self, endpoint: Endpoint) -> Connection:
+        self._generation += 1
+        generation = self._generation
+
+        def on_packets(publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float) -> None:
+            self._received(generation, publishes, oversize, at)
+
+        conn = await open_connection(endpoint, self._clock, on_packets, hold=True)
+        try:
+            log.info("MQTT connected, subscribing to topics...")
+            self.connection = conn
+            self._self_closed = False
+            self.last_error = None
+            self.connected_since = self._clock.now()
+            self._push(Connected(self.connected_since, generation, conn.session_present))
+            conn.start_delivery()
+            await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
+            await self._start_catch_up(conn)
+        except BaseException:
+            self.connection = None
+            conn.abort()
+            raise
+        return conn
+
+    async def _serve(self, conn: Connection) -> str:
+        """Wait for the connection to end; say why, and tell the stream."""
+        try:
+            await asyncio.shield(conn.closed)
+            reason = "closed"
+        except MqttError as exc:
+            reason = str(exc)
+        finally:
+            self.connection = None
+            self.connected_since = None
+            self._end_catch_up()
+        self._push(Disconnected(self._clock.now(), reason, observed=not self._self_closed))
+        return reason
+
     async def _subscribe(self, conn: Connection, filters: list[str]) -> None:
-        if not filters:
-            return
         for chunk in _chunks(filters):
             granted = await conn.subscribe(chunk, qos=1)
             for topic_filter, code in zip(chunk, granted, strict=False):
@@ -133,18 +211,86 @@ class MqttClient:
                 else:
                     self.refused_subscriptions.discard(topic_filter)
 
-    def hold(self) -> None:
-        """Drop the connection and stay away until :meth:`release` (store not writable)."""
-        self._allowed.clear()
-        if self.connection is not None:
-            self.connection.abort()
+    # -- intake ---------------------------------------------------------------------------------
 
-    def release(self) -> None:
-        self._allowed.set()
+    def _received(
+        self, generation: int, publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float
+    ) -> None:
+        self._last_arrival = at
+        if self._marker is not None:
+            publishes = self._take_marker(generation, publishes)
+        if publishes or oversize:
+            self._push(Received(at, generation, publishes, oversize))
+
+    def _take_marker(self, generation: int, publishes: list[pk.Publish]) -> list[pk.Publish]:
+        """Our own marker is not a message for the intake: acknowledge it, and if it is the one
+        we are waiting for, everything before it was the broker's backlog."""
+        sync = self._sync_topic
+        if not any(p.topic == sync for p in publishes):
+            return publishes
+        kept: list[pk.Publish] = []
+        for p in publishes:
+            if p.topic != sync:
+                kept.append(p)
+                continue
+            if p.packet_id is not None and self.connection is not None:
+                self.connection.ack([p.packet_id])
+            if p.payload == self._marker:
+                if kept:  # what came before the marker goes first
+                    self._push(Received(self._last_arrival, generation, kept))
+                    kept = []
+                self._end_catch_up()
+                self._push(CaughtUp(self._clock.now(), generation, echoed=True))
+        return kept
+
+    async def _start_catch_up(self, conn: Connection) -> None:
+        self._marker = os.urandom(12).hex().encode()
+        self._catch_up_since = self._last_arrival = self._clock.now()
+        await conn.publish(self._sync_topic, self._marker, qos=1)
+        self._arm_catch_up(self._catch_up_since + CATCH_UP_QUIET_S)
+
+    def _arm_catch_up(self, when: float) -> None:
+        self._catch_up_timer = self._clock.call_at(when, self._catch_up_check)
+
+    def _catch_up_check(self) -> None:
+        if self._marker is None:
+            return
+        now = self._clock.now()
+        quiet_until = self._last_arrival + CATCH_UP_QUIET_S
+        if now < quiet_until and now < self._catch_up_since + CATCH_UP_MAX_S:
+            self._arm_catch_up(min(quiet_until, self._catch_up_since + CATCH_UP_MAX_S))
+            return
+        log.warning(
+            "MQTT broker did not return the bridge's sync marker on %s; treating the backlog as "
+            "delivered after %.0f s (late readings without a device time are timed as live)",
+            self._sync_topic,
+            now - self._catch_up_since,
+        )
+        self._end_catch_up()
+        self._push(CaughtUp(now, self._generation, echoed=False))
+
+    def _end_catch_up(self) -> None:
+        self._marker = None
+        if self._catch_up_timer is not None:
+            self._catch_up_timer.cancel()
+            self._catch_up_timer = None
+
+    def _push(self, item: SourceItem) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def stop_reading(self) -> None:
+        """Receive nothing more (shutdown): what arrived can still be committed and acked."""
+        if self.connection is not None:
+            self.connection.pause_reading()
 
     async def stop(self) -> None:
         self._stopping = True
+        self._allowed.set()
         if self.connection is not None:
+            self._self_closed = True
             await self.connection.disconnect()
 
 

@@ -2,7 +2,9 @@
 
 Received PUBLISH packets are handed over in the batches the socket delivers them in, together
 with one receive timestamp, and are *not* acknowledged here: the owner calls :meth:`ack` once
-their effects are on disk. Every network wait has a timeout.
+their effects are on disk. Every network wait has a timeout on the injected clock, and the
+keepalive runs on it too: the broker counts as alive only while whole packets arrive (a peer
+that trickles one endless packet is as dead as a silent one).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import cycle
 
+from iot_bridge.clock import Clock, timeout
 from iot_bridge.errors import ConnectionLost, ConnectRefused, MqttError, ProtocolError
 from iot_bridge.mqtt import packets as pk
 
@@ -30,28 +32,37 @@ class Endpoint:
     clean_session: bool = False
     keepalive: int = 30
     timeout: float = 10.0
+    max_packet: int = pk.DEFAULT_MAX_PACKET
 
     def __repr__(self) -> str:  # never show the password
         scheme = "mqtts" if self.tls else "mqtt"
         return f"Endpoint({scheme}://{self.host}:{self.port}, client_id={self.client_id!r})"
 
 
-OnMessages = Callable[["Connection", list[pk.Publish], float], None]
+OnPackets = Callable[[list[pk.Publish], list[pk.Oversize], float], None]
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, endpoint: Endpoint, on_messages: OnMessages | None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None, hold: bool = False
+    ) -> None:
         self.endpoint = endpoint
-        self._on_messages = on_messages
-        self._decoder = pk.Decoder()
+        self._clock = clock
+        self._on_packets = on_packets
+        self._decoder = pk.Decoder(endpoint.max_packet)
         self._transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self._connack: asyncio.Future[pk.Ack] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self._waiting: dict[tuple[int, int], asyncio.Future[pk.Ack]] = {}
         self._ids = cycle(range(1, 65536))
-        self._last_rx = time.monotonic()
+        self._last_rx = clock.now()
         self._pings: asyncio.Task[None] | None = None
+        # hold: keep what arrives until start_delivery() (the owner announces the connection
+        # first); else hand it over as it arrives
+        self._early: list[tuple[list[pk.Publish], list[pk.Oversize], float]] | None = (
+            [] if hold else None
+        )
         self.session_present = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -61,16 +72,22 @@ class Connection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._last_rx = time.monotonic()
         try:
             packets = self._decoder.feed(data)
         except ProtocolError as exc:
             self._fail(ConnectionLost(f"protocol error: {exc}"))
             return
+        if not packets:
+            return  # part of a packet: not yet a sign that the broker works
+        now = self._clock.now()
+        self._last_rx = now
         publishes: list[pk.Publish] = []
+        oversize: list[pk.Oversize] = []
         for packet in packets:
             if isinstance(packet, pk.Publish):
                 publishes.append(packet)
+            elif isinstance(packet, pk.Oversize):
+                oversize.append(packet)
             elif packet.kind == pk.CONNACK:
                 if not self._connack.done():
                     self._connack.set_result(packet)
@@ -78,8 +95,19 @@ class Connection(asyncio.Protocol):
                 fut = self._waiting.pop((packet.kind, packet.packet_id or 0), None)
                 if fut is not None and not fut.done():
                     fut.set_result(packet)
-        if publishes and self._on_messages is not None:
-            self._on_messages(self, publishes, time.time())
+        if (publishes or oversize) and self._on_packets is not None:
+            if self._early is not None:  # before start_delivery(): keep them in order
+                self._early.append((publishes, oversize, now))
+            else:
+                self._on_packets(publishes, oversize, now)
+
+    def start_delivery(self) -> None:
+        """Hand over messages from now on, first those that came with or right after CONNACK
+        (a broker sends its backlog at once): the owner announces the connection first."""
+        early, self._early = self._early, None
+        if self._on_packets is not None:
+            for publishes, oversize, at in early or ():
+                self._on_packets(publishes, oversize, at)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionLost(str(exc) if exc else "connection closed by the broker"))
@@ -90,6 +118,7 @@ class Connection(asyncio.Protocol):
         for fut in [self._connack, *self._waiting.values()]:
             if not fut.done():
                 fut.set_exception(exc)
+                fut.exception()  # retrieved: the waiter may be gone already
         self._waiting.clear()
         if not self.closed.done():
             self.closed.set_exception(exc)
@@ -114,7 +143,11 @@ class Connection(asyncio.Protocol):
                 password=ep.password,
             )
         )
-        ack = await asyncio.wait_for(self._connack, ep.timeout)
+        try:
+            async with timeout(self._clock, ep.timeout):
+                ack = await self._connack
+        except TimeoutError:
+            raise ConnectionLost("no CONNACK from the broker in time") from None
         code = ack.return_codes[0]
         if code:
             refused = ConnectRefused(code, pk.CONNACK_REASONS.get(code, str(code)))
@@ -153,27 +186,25 @@ class Connection(asyncio.Protocol):
         if self._transport is not None and self.is_open:
             self._transport.pause_reading()
 
-    def resume_reading(self) -> None:
-        if self._transport is not None and self.is_open:
-            self._transport.resume_reading()
-
     async def disconnect(self) -> None:
         """A clean DISCONNECT (the broker then drops our will, as MQTT says)."""
         if self.is_open and self._transport is not None:
             self._transport.write(pk.DISCONNECT_PACKET)
             self._transport.close()
-        with contextlib.suppress(MqttError, asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.closed), self.endpoint.timeout)
+        with contextlib.suppress(MqttError, TimeoutError):
+            async with timeout(self._clock, self.endpoint.timeout):
+                await asyncio.shield(self.closed)
 
-    def abort(self) -> None:
-        self._fail(ConnectionLost("closed by the bridge"))
+    def abort(self, reason: str = "closed by the bridge") -> None:
+        self._fail(ConnectionLost(reason))
 
     async def _request(self, kind: int, packet_id: int, data: bytes) -> pk.Ack:
         fut: asyncio.Future[pk.Ack] = asyncio.get_running_loop().create_future()
         self._waiting[(kind, packet_id)] = fut
         self._write(data)
         try:
-            return await asyncio.wait_for(fut, self.endpoint.timeout)
+            async with timeout(self._clock, self.endpoint.timeout):
+                return await fut
         except TimeoutError:
             self._waiting.pop((kind, packet_id), None)
             self._fail(ConnectionLost("broker did not answer in time"))
@@ -186,40 +217,38 @@ class Connection(asyncio.Protocol):
 
     async def _keepalive(self) -> None:
         """PINGREQ every half keepalive (MQTT counts what we *send*, and a QoS 0 flood sends
-        nothing back); a broker silent for 1.5 x keepalive is gone (half-open TCP)."""
+        nothing back); a broker without a whole packet for 1.5 x keepalive is gone."""
         interval = self.endpoint.keepalive
         while self.is_open:
-            await asyncio.sleep(interval / 2)
-            idle = time.monotonic() - self._last_rx
+            await self._clock.sleep(interval / 2)
+            idle = self._clock.now() - self._last_rx
             if idle > interval * 1.5:
                 self._fail(ConnectionLost(f"no packet from the broker for {idle:.0f} s"))
                 return
-            if self._transport is not None:
+            if self._transport is not None and self.is_open:
                 self._transport.write(pk.PINGREQ_PACKET)
 
 
-async def open_connection(endpoint: Endpoint, on_messages: OnMessages | None = None) -> Connection:
-    """TCP (or TLS) connect plus CONNECT/CONNACK, all within ``endpoint.timeout``."""
+async def open_connection(
+    endpoint: Endpoint, clock: Clock, on_packets: OnPackets | None = None, *, hold: bool = False
+) -> Connection:
+    """TCP (or TLS) connect plus CONNECT/CONNACK, each within ``endpoint.timeout``. ``hold``:
+    messages wait for :meth:`Connection.start_delivery`."""
     loop = asyncio.get_running_loop()
     try:
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: Connection(endpoint, on_messages),
+        async with timeout(clock, endpoint.timeout):
+            _, conn = await loop.create_connection(
+                lambda: Connection(endpoint, clock, on_packets, hold),
                 endpoint.host,
                 endpoint.port,
                 ssl=endpoint.tls,
-            ),
-            endpoint.timeout,
-        )
+            )
     except (TimeoutError, OSError) as exc:
         raise ConnectionLost(
             f"cannot reach {endpoint.host}:{endpoint.port}: {exc or 'timed out'}"
         ) from None
     try:
         await conn.handshake()
-    except TimeoutError:
-        conn.abort()
-        raise ConnectionLost("no CONNACK from the broker in time") from None
     except BaseException:
         conn.abort()
         raise

@@ -1,10 +1,14 @@
 """MQTT 3.1.1 packets: the subset a subscribing bridge (and its simulator) needs. Pure bytes.
 
-Why our own codec instead of a client library: the bridge must acknowledge a QoS 1 message only
-after its effects are committed to disk, and it commits in groups. Libraries either acknowledge
-when the callback returns (paho, threads: ~54k msg/s here) or spawn a task per message to defer
-it (gmqtt). Owning the few packets we use lets one commit release a whole batch of PUBACKs with
-one socket write, and keeps the hot path to a memoryview slice and a dict lookup.
+Why our own codec instead of a client library: the bridge acknowledges a QoS 1 message only once
+its effects are committed to disk, and it commits in groups; owning the dozen packets we use
+lets one commit release a whole group of PUBACKs with one socket write and keeps the hot path
+to a memoryview slice and a dict lookup (the README compares the libraries that can do this
+too, with figures).
+
+The decoder never holds more than ``max_packet`` bytes of one packet: a PUBLISH larger than that
+is read up to its packet id and then skipped as it streams in, and comes out as
+:class:`Oversize` so that the caller can count it and acknowledge it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 
 MAX_PACKET = 268_435_455  # the largest remaining length MQTT can express
+DEFAULT_MAX_PACKET = 1 << 20  # what the bridge accepts by default (MQTT_MAX_PACKET)
 
 CONNACK_REASONS = {
     1: "unacceptable protocol version",
@@ -39,6 +44,16 @@ class Publish(NamedTuple):  # a tuple: built once per message, so it must be che
     dup: bool
 
 
+class Oversize(NamedTuple):
+    """A PUBLISH larger than the decoder's limit: its header, its size, and no payload."""
+
+    topic: str
+    qos: int
+    packet_id: int | None
+    retain: bool
+    size: int  # the packet's remaining length in bytes
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """CONNACK, SUBACK, UNSUBACK, PUBACK, PINGRESP: ``kind`` plus what it carries."""
@@ -49,7 +64,7 @@ class Ack:
     return_codes: bytes = b""
 
 
-Packet = Publish | Ack
+Packet = Publish | Ack | Oversize
 
 
 def _remaining_length(n: int) -> bytes:
@@ -129,17 +144,33 @@ DISCONNECT_PACKET = bytes([DISCONNECT << 4, 0])
 
 
 class Decoder:
-    """Incremental decoder: feed bytes as they arrive, get whole packets back."""
+    """Incremental decoder: feed bytes as they arrive, get whole packets back.
 
-    __slots__ = ("_buf",)
+    ``max_packet`` bounds what is buffered: a longer PUBLISH is decoded up to its packet id and
+    its payload is skipped as it arrives (:class:`Oversize`); any other packet that long is a
+    protocol error (brokers send us only small acknowledgements besides PUBLISH)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_max", "_pending", "_skip")
+
+    def __init__(self, max_packet: int = MAX_PACKET) -> None:
         self._buf = bytearray()
+        self._max = max_packet
+        self._skip = 0  # payload bytes of an oversize PUBLISH still to be discarded
+        self._pending: Oversize | None = None
 
     def feed(self, data: bytes) -> list[Packet]:
+        out: list[Packet] = []
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            if self._skip:
+                return out
+            assert self._pending is not None
+            out.append(self._pending)
+            self._pending = None
+            data = data[n:]
         buf = self._buf
         buf += data
-        out: list[Packet] = []
         pos, end = 0, len(buf)
         view = memoryview(buf)
         try:
@@ -157,9 +188,24 @@ class Decoder:
                     shift += 7
                     if shift > 21:
                         raise ProtocolError("malformed remaining length")
+                kind = first >> 4
+                if length > self._max:
+                    skipped = self._start_skip(first, view, start=i, end=end, length=length)
+                    if skipped is None:
+                        break  # the variable header is not all here yet
+                    header_end, oversize = skipped
+                    available = end - header_end
+                    todo = i + length - header_end
+                    if available >= todo:
+                        out.append(oversize)
+                        pos = header_end + todo
+                        continue
+                    self._skip = todo - available
+                    self._pending = oversize
+                    pos = end
+                    break
                 if i + length > end:
                     break
-                kind = first >> 4
                 if kind == PUBLISH:
                     out.append(_decode_publish(first, view, i, i + length))
                 else:
@@ -169,6 +215,32 @@ class Decoder:
             view.release()
             del buf[:pos]
         return out
+
+    @staticmethod
+    def _start_skip(
+        first: int, view: memoryview, *, start: int, end: int, length: int
+    ) -> tuple[int, Oversize] | None:
+        """Decode an oversize PUBLISH's topic and packet id; ``None`` until they are all here."""
+        kind = first >> 4
+        if kind != PUBLISH:
+            raise ProtocolError(f"packet type {kind} of {length} bytes exceeds the limit")
+        if end - start < 2:
+            return None
+        topic_len = int.from_bytes(view[start : start + 2], "big")
+        qos = (first >> 1) & 0x03
+        header_end = start + 2 + topic_len + (2 if qos else 0)
+        if header_end > end:
+            return None
+        if header_end > start + length:
+            raise ProtocolError("PUBLISH shorter than its header")
+        try:
+            topic = str(view[start + 2 : start + 2 + topic_len], "utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("PUBLISH topic is not UTF-8") from None
+        if qos == 3:
+            raise ProtocolError("PUBLISH with QoS 3")
+        packet_id = int.from_bytes(view[header_end - 2 : header_end], "big") if qos else None
+        return header_end, Oversize(topic, qos, packet_id, bool(first & 1), length)
 
 
 def _decode_publish(first: int, view: memoryview, start: int, end: int) -> Publish:

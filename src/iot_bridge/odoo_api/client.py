@@ -1,13 +1,21 @@
-"""The bridge's side of ``shared/spec/odoo-api.md``: config in, events out, answers classified.
+"""The bridge's side of ``docs/odoo-api.md``: config in, events out, answers read by their meaning.
 
-Every answer of the contract's table maps to one of three things: the event is done (created,
-duplicate), the event is dead (invalid_event, unknown_device: kept in the dead-letter table),
-or the request must be tried again later (:class:`OdooUnavailable`, :class:`OdooAuthError`).
-The token is sent, never logged, and never part of an error message.
+An answer is only what the contract says it is when its JSON body says so: ``400
+{"error": "invalid_event"}``, ``404 {"error": "unknown_device"}`` and ``409 {"error":
+"conflict"}`` are an event's permanent refusal (kept as a dead letter); ``201``/``200`` with
+``created``/``duplicate`` are done. Everything else (a proxy's ``413`` or ``502`` page, a WAF's
+HTML ``403``, a ``404`` from a load balancer, a 5xx, a timeout) says nothing about the event and
+is raised as :class:`OdooUnavailable`, to be retried. ``401`` is :class:`OdooAuthError`.
+
+Error messages carry the status code and a short reason (the contract's error code, or the
+content type of an answer that is not the contract's), never the body of the answer: they end
+up in the log and in ``/health``. The token is sent, never logged, never in a message.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,30 +25,42 @@ from typing import Any
 import aiohttp
 import orjson
 
-from iot_bridge.errors import OdooAuthError, OdooUnavailable
+from iot_bridge.clock import SYSTEM_CLOCK, Clock
+from iot_bridge.errors import OdooAuthError, OdooTooLarge, OdooUnavailable
+
+CONFIG_PATH = "/ows/iot/config"
+EVENT_PATH = "/ows/iot/event"
+EVENTS_PATH = "/ows/iot/events"
+MAX_BATCH = 500
+"""The contract's limit of events per ``POST /ows/iot/events``: the bridge's batch size."""
 
 DONE = frozenset({"created", "duplicate"})
-DEAD = frozenset({"invalid_event", "unknown_device"})
-RETRYABLE_4XX = frozenset({408, 425, 429})
-BATCH_STATUS_AS_HTTP = {
-    "created": 201,
-    "duplicate": 200,
-    "invalid_event": 400,
-    "unknown_device": 404,
-}
-BATCH_LIMIT = 500
+PERMANENT = {400: "invalid_event", 404: "unknown_device", 409: "conflict"}
+"""HTTP status -> the contract's error code that makes that status an event's refusal."""
+DEAD = frozenset(PERMANENT.values())
+BATCH_STATUS_AS_HTTP = {"created": 201, "duplicate": 200} | {v: k for k, v in PERMANENT.items()}
+DETAIL_CHARS = 300
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     event_uid: str
-    status: str  # created | duplicate | invalid_event | unknown_device | rejected
+    status: str  # created | duplicate | invalid_event | unknown_device | conflict
     detail: str | None = None
     http_status: int | None = None
 
     @property
     def done(self) -> bool:
         return self.status in DONE
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    doc: Any  # the parsed JSON, or None when the body was not JSON
+    content_type: str
 
 
 class OdooClient:
@@ -50,6 +70,8 @@ class OdooClient:
         token: str,
         timeout: float = 10.0,
         on_latency: Callable[[float], None] | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {
@@ -59,6 +81,7 @@ class OdooClient:
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._on_latency = on_latency
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self.batch_supported = True
 
@@ -68,28 +91,35 @@ class OdooClient:
             self._session = None
 
     async def fetch_config(self) -> Any:
-        status, doc, _ = await self._request("GET", "/ows/iot/config", None)
-        if status != 200:
-            raise OdooUnavailable(f"GET /ows/iot/config answered {status}")
-        return doc
+        answer = await self._request("GET", CONFIG_PATH, None)
+        if answer.status != 200 or not isinstance(answer.doc, dict):
+            raise _unexpected("GET", CONFIG_PATH, answer)
+        return answer.doc
 
     async def post_event(self, uid: str, body: bytes) -> Result:
-        status, doc, _ = await self._request("POST", "/ows/iot/event", body)
-        if status in (200, 201) and isinstance(doc, dict) and doc.get("status") in DONE:
-            return Result(uid, str(doc["status"]), None, status)
-        return self._rejected(uid, status, doc)
+        answer = await self._request("POST", EVENT_PATH, body)
+        doc = answer.doc
+        if answer.status in (200, 201) and isinstance(doc, dict) and doc.get("status") in DONE:
+            return Result(uid, str(doc["status"]), None, answer.status)
+        code = PERMANENT.get(answer.status)
+        if code is not None and _is_error(doc, code):
+            return Result(uid, code, _detail(doc), answer.status)
+        raise _unexpected("POST", EVENT_PATH, answer)
 
     async def post_events(self, uids: Sequence[str], bodies: Sequence[bytes]) -> list[Result]:
-        """The batch endpoint; falls back to single POSTs where it answers 404 (older addon)."""
+        """The batch endpoint; falls back to single POSTs where it answers 404 (older addon).
+
+        A batch either answers for every event or fails as a whole (raised)."""
         if self.batch_supported and len(bodies) > 1:
             data = b'{"events":[' + b",".join(bodies) + b"]}"
-            status, doc, _ = await self._request("POST", "/ows/iot/events", data)
-            if status == 200 and isinstance(doc, dict) and isinstance(doc.get("results"), list):
-                return self._batch_results(uids, doc["results"])
-            if status == 404 and not _is_error(doc, "unknown_device"):
+            answer = await self._request("POST", EVENTS_PATH, data)
+            items = answer.doc.get("results") if isinstance(answer.doc, dict) else None
+            if answer.status == 200 and isinstance(items, list):
+                return self._batch_results(uids, items)
+            if answer.status == 404 and not _is_error(answer.doc, "unknown_device"):
                 self.batch_supported = False
             else:
-                raise OdooUnavailable(f"POST /ows/iot/events answered {status}: {_short(doc)}")
+                raise _unexpected("POST", EVENTS_PATH, answer)
         results = []
         for uid, body in zip(uids, bodies, strict=True):
             result = await self.post_event(uid, body)
@@ -98,28 +128,21 @@ class OdooClient:
 
     def _batch_results(self, uids: Sequence[str], items: list[Any]) -> list[Result]:
         if len(items) != len(uids):
-            raise OdooUnavailable(f"batch answer has {len(items)} results for {len(uids)} events")
+            raise OdooUnavailable(
+                f"POST {EVENTS_PATH}: {len(items)} results for {len(uids)} events", status=200
+            )
         results = []
         for uid, item in zip(uids, items, strict=True):
             status = item.get("status") if isinstance(item, dict) else None
             if status not in DONE | DEAD:
-                raise OdooUnavailable(f"batch result for {uid} has unknown status {status!r}")
-            detail = item.get("detail")
-            http = BATCH_STATUS_AS_HTTP.get(str(status), 200)  # as the single POST would answer
-            results.append(Result(uid, str(status), None if detail is None else str(detail), http))
+                raise OdooUnavailable(
+                    f"POST {EVENTS_PATH}: a result with unknown status {_code(status)}", status=200
+                )
+            http = BATCH_STATUS_AS_HTTP[str(status)]  # as the single POST would answer
+            results.append(Result(uid, str(status), _detail(item), http))
         return results
 
-    @staticmethod
-    def _rejected(uid: str, status: int, doc: Any) -> Result:
-        if status == 400:
-            return Result(uid, "invalid_event", _short(doc), status)
-        if status == 404 and _is_error(doc, "unknown_device"):
-            return Result(uid, "unknown_device", _short(doc), status)
-        if 400 <= status < 500 and status not in RETRYABLE_4XX | {404}:
-            return Result(uid, "rejected", _short(doc), status)
-        raise OdooUnavailable(f"POST /ows/iot/event answered {status}: {_short(doc)}")
-
-    async def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, Any, float]:
+    async def _request(self, method: str, path: str, body: bytes | None) -> Answer:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         start = time.monotonic()
@@ -129,41 +152,77 @@ class OdooClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                content_type = resp.content_type
+                retry_after = _retry_after(resp.headers.get("Retry-After"), self._clock.now())
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise OdooUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
-        elapsed = time.monotonic() - start
+            reason = _CONTROL.sub(" ", f"{type(exc).__name__}: {exc}".rstrip(": "))[:120]
+            raise OdooUnavailable(f"{method} {path}: {reason}") from None
         if self._on_latency is not None:
-            self._on_latency(elapsed)
-        try:
-            doc = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            doc = raw[:200].decode(errors="replace")
+            self._on_latency(time.monotonic() - start)
+        doc: Any = None
+        if raw and (content_type == "application/json" or content_type.endswith("+json")):
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                doc = None
+        answer = Answer(status, doc, content_type)
         if status == 401:
             raise OdooAuthError(f"{method} {path}: token refused (401)")
+        if status == 413:
+            raise OdooTooLarge(f"{method} {path} answered 413 ({_reason(answer)})", status=413)
         if status == 429 or status >= 500:
-            raise OdooUnavailable(f"{method} {path} answered {status}", retry_after)
-        return status, doc, elapsed
+            raise _unexpected(method, path, answer, retry_after)
+        return answer
+
+
+def _unexpected(
+    method: str, path: str, answer: Answer, retry_after: float | None = None
+) -> OdooUnavailable:
+    return OdooUnavailable(
+        f"{method} {path} answered {answer.status} ({_reason(answer)})",
+        retry_after,
+        status=answer.status,
+    )
+
+
+def _reason(answer: Answer) -> str:
+    """The contract's error code if the body has one, else what kind of body it was."""
+    doc = answer.doc
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str) and _CODE.match(doc["error"]):
+        return str(doc["error"])
+    kind = _CONTROL.sub(" ", answer.content_type[:60]) or "no content type"
+    return f"not the contract's answer: {kind}"
+
+
+def _code(value: Any) -> str:
+    return repr(value) if isinstance(value, str) and _CODE.match(value) else "(not a status)"
 
 
 def _is_error(doc: Any, code: str) -> bool:
     return isinstance(doc, dict) and doc.get("error") == code
 
 
-def _short(doc: Any) -> str:
-    text = doc if isinstance(doc, str) else orjson.dumps(doc).decode()
-    return text[:300]
+def _detail(doc: Any) -> str | None:
+    """The contract's ``detail`` (why Odoo refused an event), one short line; kept with the dead
+    letter for the operator, never shown in ``/health``."""
+    detail = doc.get("detail") if isinstance(doc, dict) else None
+    if detail is None:
+        return None
+    text = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
+    return _CONTROL.sub(" ", text)[:DETAIL_CHARS]
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: float) -> float | None:
     """``Retry-After`` as seconds or an HTTP date; nonsense is ignored."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if not math.isnan(seconds) else None
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
         return None

@@ -71,6 +71,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) as 0700: readings, events and the Odoo config are the
+    workshop's business. An existing directory is left as the operator made it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_file(path: Path) -> None:
+    """Make sure ``path`` exists as a 0600 file (SQLite gives its -wal and -shm files the mode
+    of the database file); files created world-readable by an older version are narrowed."""
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = name.stat().st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, mode & 0o700)
+
+
 def _locked(method: Callable[P, R]) -> Callable[P, R]:
     """Run a Store method under the store's lock (the connection serves two threads)."""
 
@@ -109,6 +129,8 @@ class QueueStats:
     oldest_created_at: float | None
     dead_letters: int
     dropped_measurements: int
+    last_dead_letter_at: float | None = None
+    dead_letters_by_status: tuple[tuple[int, int], ...] = ()  # (HTTP status or 0, count)
 
 
 class Store:
@@ -117,7 +139,7 @@ class Store:
         self.measurement_cap = measurement_cap
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -128,6 +150,8 @@ class Store:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}") from None
 
     @_locked
     def close(self) -> None:
@@ -300,10 +324,20 @@ class Store:
     @_locked
     def stats(self) -> QueueStats:
         depth, oldest = self._db.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
-        (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        by_status = self._db.execute(
+            "SELECT coalesce(status, 0), count(*), max(failed_at) FROM dead_letters"
+            " GROUP BY coalesce(status, 0) ORDER BY 1"
+        ).fetchall()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dropped_measurements'")
         dropped = row.fetchone()
-        return QueueStats(depth, oldest, dead, int(dropped[0]) if dropped else 0)
+        return QueueStats(
+            depth,
+            oldest,
+            sum(n for _, n, _ in by_status),
+            int(dropped[0]) if dropped else 0,
+            max((at for _, _, at in by_status), default=None),
+            tuple((int(status), int(n)) for status, n, _ in by_status),
+        )
 
     @_locked
     def all_events(self) -> list[dict[str, Any]]:

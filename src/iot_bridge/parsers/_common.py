@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from iot_bridge.errors import ParseError
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Reading
+from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, DeviceTime, Reading
 
 SIGN_OF_LIFE = Reading()
 """A message from the metered channel that carries no value we normalise (resets the timeout)."""
@@ -27,10 +27,25 @@ def reading(
     energy_wh: float | None = None,
     voltage_v: float | None = None,
     current_a: float | None = None,
+    *,
+    device_ts: DeviceTime | None = None,
+    coarse: bool = False,
 ) -> Reading:
-    """``Reading(power_w, energy_wh, voltage_v, current_a)``, built the fast way."""
-    r: Reading = _tuple_new(Reading, (power_w, energy_wh, voltage_v, current_a, None))
+    """``Reading(power_w, energy_wh, voltage_v, current_a, None, device_ts, coarse)``, built
+    the fast way."""
+    r: Reading = _tuple_new(
+        Reading, (power_w, energy_wh, voltage_v, current_a, None, device_ts, coarse)
+    )
     return r
+
+
+def with_time(
+    r: Reading | None, device_ts: DeviceTime | None, coarse: bool = False
+) -> Reading | None:
+    """``r`` carrying the device's time (readings only: ``None`` stays ``None``)."""
+    if r is None or device_ts is None:
+        return r
+    return r._replace(device_ts=device_ts, coarse=coarse)
 
 
 def too_big(payload: bytes) -> ParseError:
@@ -38,11 +53,14 @@ def too_big(payload: bytes) -> ParseError:
 
 
 def loads(payload: bytes) -> Any:
-    """orjson decode (size already checked by the caller); NaN/Infinity are rejected by orjson."""
+    """orjson decode (size already checked by the caller); NaN/Infinity are rejected by orjson,
+    and so is nesting deeper than it allows (recursion)."""
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError("invalid JSON: nested too deeply") from None
 
 
 def loads_object(payload: bytes, what: str) -> dict[str, Any]:

@@ -23,7 +23,14 @@ from typing import Any
 
 from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import loads, reading, too_big
-from iot_bridge.parsers.base import ENERGY_TO_WH, MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading
+from iot_bridge.parsers.base import (
+    ENERGY_TO_WH,
+    MAX_PAYLOAD_BYTES,
+    Parser,
+    ParserOptions,
+    Reading,
+    in_wh,
+)
 from iot_bridge.parsers.base import number as _num
 
 _Path = tuple[tuple[str, int | None], ...]
@@ -85,7 +92,8 @@ def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
     value = _at(doc, epath)
     if value is _MISSING:
         return reading(power)
-    return reading(power, _num(value, f"value at energy_path {epath!r}") * factor)
+    field = f"value at energy_path {epath!r}"
+    return reading(power, in_wh(_num(value, field), factor, field))
 
 
 def subscriptions(mqtt_topic: str) -> tuple[str, ...]:

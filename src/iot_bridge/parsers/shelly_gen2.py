@@ -22,6 +22,10 @@ Topics (``<prefix>`` is the device's ``topic_prefix``, by default its device id)
 ``<prefix>/rpc``
     RPC request/response channel -> ``None``.
 
+Device time: a notification's ``params.ts`` (Unix seconds, or seconds since boot until the
+device has NTP) is the reading's ``device_ts``; a status object only has ``aenergy.minute_ts``,
+the minute it belongs to (a coarse time). ``status/rpc`` carries no time we use.
+
 Sign of life versus "not a reading": a frame of the channel's component that carries none of the
 normalised fields but does carry some measurement (``temperature``, ``aenergy`` without
 ``total``, ``freq``, ``counts`` ...) is ``Reading()`` - the device is alive and metering. A frame
@@ -36,15 +40,17 @@ from math import isfinite
 from typing import Any
 
 import msgspec
-import orjson
 
 from iot_bridge.errors import ParseError
 from iot_bridge.parsers._common import (
     SIGN_OF_LIFE,
+    _tuple_new,
     bool_text,
     dedupe,
+    loads,
     reading,
     too_big,
+    with_time,
 )
 from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading
 
@@ -63,6 +69,7 @@ _UNSET = msgspec.UNSET
 
 class _AEnergy(msgspec.Struct):
     total: float | msgspec.UnsetType = msgspec.UNSET
+    minute_ts: float | msgspec.UnsetType = msgspec.UNSET
 
 
 class _MeterStatus(msgspec.Struct):
@@ -87,16 +94,24 @@ def _fast_meter(payload: bytes) -> Reading | None:
     """
     try:
         m = _METER_DECODER.decode(payload)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     ae = m.aenergy
-    energy = None if ae is _UNSET or ae.total is _UNSET else ae.total
+    energy = minute = None
+    if ae is not _UNSET:
+        energy = None if ae.total is _UNSET else ae.total
+        m_ts = ae.minute_ts
+        minute = None if m_ts is _UNSET or not 0 <= m_ts < 1e11 else m_ts  # as _time() checks
     power = None if m.apower is _UNSET else m.apower
     voltage = None if m.voltage is _UNSET else m.voltage
     current = None if m.current is _UNSET else m.current
     if power is None and energy is None and voltage is None and current is None:
         return None
-    return reading(power, energy, voltage, current)
+    # Reading(...) built the fast way (see _common.reading): this runs for every status frame
+    r: Reading = _tuple_new(
+        Reading, (power, energy, voltage, current, None, minute, minute is not None)
+    )
+    return r
 
 
 def _keys(channel: int) -> dict[str, int]:
@@ -205,13 +220,24 @@ def _merge(a: Reading, b: Reading) -> Reading:
 
 
 def _decode(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {exc}") from None
+    obj = loads(payload)
     if type(obj) is not dict:
         raise ParseError(f"{what} must be a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _time(value: Any) -> float | None:
+    """A device time if ``value`` is a finite, non-negative number; anything else: no time (a
+    reading with a broken clock field is still a reading)."""
+    t = type(value)
+    if (t is float or t is int) and 0 <= value < 1e11:
+        return float(value)
+    return None
+
+
+def _minute_ts(comp: dict[str, Any]) -> float | None:
+    ae = comp.get("aenergy")
+    return _time(ae.get("minute_ts")) if type(ae) is dict else None
 
 
 def _parse_frame(frame: dict[str, Any], keys: dict[str, int]) -> Reading | None:
@@ -220,7 +246,7 @@ def _parse_frame(frame: dict[str, Any], keys: dict[str, int]) -> Reading | None:
         params = frame.get("params")
         if type(params) is not dict:
             raise ParseError(f"{method} params must be a JSON object, got {type(params).__name__}")
-        return _from_components(params, keys)
+        return with_time(_from_components(params, keys), _time(params.get("ts")))
     if type(method) is not str:
         raise ParseError(f"events/rpc frame has no string 'method' (got {type(method).__name__})")
     return None  # NotifyEvent and friends: button presses, scripts, ...
@@ -278,15 +304,13 @@ def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:
         if fast is not None:
             return fast
     if action <= _EVENTS:  # _STATUS or _EVENTS: a JSON object
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"invalid JSON: {exc}") from None
+        obj = loads(payload)
         if type(obj) is not dict:
             what = "events/rpc frame" if action == _EVENTS else f"status/{name}"
             raise ParseError(f"{what} must be a JSON object, got {type(obj).__name__}")
         if action == _STATUS:
-            return _component(obj, kind, name)
+            minute = _minute_ts(obj)
+            return with_time(_component(obj, kind, name), minute, coarse=True)
         return _parse_frame(obj, keys)
     if action == _ONLINE:
         return bool_text(payload, b"true", b"false", "Shelly online")

@@ -17,6 +17,13 @@ its last segment says what it is:
 anything else   ``None`` (``POWER``, ``INFO1``, ``RESULT`` of other commands, ``cmnd/...``).
 =============== ====================================================================================
 
+Analog current-transformer sensors publish no ``ENERGY`` block but ``ANALOG.CTEnergy<N>`` (or
+``ANALOG.CTEnergy`` for one sensor) with ``Energy`` **kWh**, ``Power`` W, ``Voltage`` V and
+``Current`` A; channel 0 is ``CTEnergy1`` (or the unnumbered one), channel 1 ``CTEnergy2`` ...
+
+Device time: ``Time`` (``2019-11-29T12:39:20``, the device's local time without a zone) is read
+as if it were UTC; the bridge learns the device's offset from live readings, zone included.
+
 ``ENERGY`` fields: ``Power`` W, ``Total`` **kWh** -> Wh, ``Voltage`` V, ``Current`` A. Each may be
 a number, a list (multi-channel devices: the element at ``ParserOptions.channel``), or a per-phase
 dict ``{"Phase1": ..}`` (the value at ``Phase<channel+1>``, *not* the sum: the channel option
@@ -38,15 +45,25 @@ from iot_bridge.parsers._common import (
     OFFLINE,
     ONLINE,
     SIGN_OF_LIFE,
+    _tuple_new,
     bool_text,
     dedupe,
     loads_object,
     reading,
     too_big,
+    with_time,
 )
-from iot_bridge.parsers.base import MAX_PAYLOAD_BYTES, Parser, ParserOptions, Reading, number
+from iot_bridge.parsers.base import (
+    MAX_PAYLOAD_BYTES,
+    Parser,
+    ParserOptions,
+    Reading,
+    in_wh,
+    number,
+)
 
 _STARTS = ("tele/", "stat/", "cmnd/")
+_MAX_WH = 1.7e308
 _PHASES = tuple(f"Phase{i + 1}" for i in range(16))
 
 
@@ -77,11 +94,46 @@ def _field(energy: dict[str, Any], key: str, channel: int) -> float | None:
     raise ParseError(f"ENERGY.{key} must be a number, list or object, got {t.__name__}")
 
 
+def _time(obj: dict[str, Any]) -> str | None:
+    """``Time`` as the device sent it (converted only if the bridge ever needs it)."""
+    value = obj.get("Time")
+    return value if type(value) is str else None
+
+
+def _ct_energy(obj: dict[str, Any], channel: int) -> Reading | None:
+    """``ANALOG.CTEnergy<channel + 1>`` (or ``CTEnergy`` for channel 0); ``None`` if absent."""
+    analog = obj.get("ANALOG")
+    if type(analog) is not dict:
+        if analog is None:
+            return None
+        raise ParseError(f"ANALOG must be a JSON object, got {type(analog).__name__}")
+    key = f"CTEnergy{channel + 1}"
+    ct = analog.get(key)
+    if ct is None and channel == 0 and "CTEnergy" in analog:
+        key, ct = "CTEnergy", analog["CTEnergy"]
+    if ct is None:
+        present = sorted(k for k in analog if k.startswith("CTEnergy"))
+        if present:  # a CT meter, but not this channel: a misconfigured channel is loud
+            raise ParseError(f"ANALOG has {', '.join(present)}, no {key} (channel {channel})")
+        return None
+    if type(ct) is not dict:
+        raise ParseError(f"ANALOG.{key} must be a JSON object, got {type(ct).__name__}")
+    where = f"ANALOG.{key}"
+    power, total, voltage, current = (
+        None if ct.get(k) is None and k not in ct else number(ct.get(k), f"{where}.{k}")
+        for k in ("Power", "Energy", "Voltage", "Current")
+    )
+    if power is None and total is None and voltage is None and current is None:
+        return SIGN_OF_LIFE
+    energy = None if total is None else in_wh(total, 1000.0, f"{where}.Energy")
+    return reading(power, energy, voltage, current)
+
+
 def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     energy = obj.get("ENERGY")
     if type(energy) is not dict:
         if energy is None and "ENERGY" not in obj:
-            return None
+            return with_time(_ct_energy(obj, channel), _time(obj))
         raise ParseError(f"ENERGY must be a JSON object, got {type(energy).__name__}")
     # Inlined fast path for plain numbers (orjson floats are always finite); lists, dicts,
     # absent keys and errors go through _field.
@@ -98,8 +150,14 @@ def _energy(obj: dict[str, Any], channel: int) -> Reading | None:
     t = type(v)
     current = v if t is float else float(v) if t is int else _field(energy, "Current", channel)
     if power is None and total is None and voltage is None and current is None:
-        return SIGN_OF_LIFE
-    return reading(power, None if total is None else total * 1000.0, voltage, current)
+        return with_time(SIGN_OF_LIFE, _time(obj))
+    return reading(
+        power,
+        None if total is None else in_wh(total, 1000.0, "ENERGY.Total"),
+        voltage,
+        current,
+        device_ts=_time(obj),
+    )
 
 
 def _status(obj: dict[str, Any], channel: int, what: str) -> Reading | None:
@@ -122,6 +180,7 @@ class _Energy(msgspec.Struct):
 
 class _Sensor(msgspec.Struct):
     ENERGY: _Energy | msgspec.UnsetType = msgspec.UNSET
+    Time: str | msgspec.UnsetType = msgspec.UNSET
 
 
 _SENSOR_DECODER = msgspec.json.Decoder(_Sensor)
@@ -132,19 +191,24 @@ def _fast_sensor(payload: bytes) -> Reading | None:
     """A SENSOR frame with a scalar ``ENERGY`` block, decoded in C; ``None`` = let ``_energy``
     decide (arrays, per-phase objects, errors, no ENERGY, an empty ENERGY)."""
     try:
-        energy = _SENSOR_DECODER.decode(payload).ENERGY
-    except msgspec.MsgspecError:
+        sensor = _SENSOR_DECODER.decode(payload)
+    except (msgspec.MsgspecError, RecursionError):
         return None
+    energy = sensor.ENERGY
     if energy is _UNSET:
         return None
     e: _Energy = energy
     power = None if e.Power is _UNSET else e.Power
     total = None if e.Total is _UNSET else e.Total * 1000.0
+    if total is not None and not -_MAX_WH < total < _MAX_WH:
+        return None  # overflowed: let the general path say so
     voltage = None if e.Voltage is _UNSET else e.Voltage
     current = None if e.Current is _UNSET else e.Current
     if power is None and total is None and voltage is None and current is None:
         return None
-    return reading(power, total, voltage, current)
+    ts = None if sensor.Time is _UNSET else sensor.Time
+    r: Reading = _tuple_new(Reading, (power, total, voltage, current, None, ts, False))
+    return r
 
 
 def parse(topic: str, payload: bytes, options: ParserOptions) -> Reading | None:

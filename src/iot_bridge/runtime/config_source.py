@@ -13,6 +13,7 @@ import orjson
 from iot_bridge.devices import DeviceSet, device_set_from_json
 from iot_bridge.errors import ConfigError, ConfigUnavailable, OdooAuthError, OdooError
 from iot_bridge.odoo_api.client import OdooClient
+from iot_bridge.outbox.store import private_dir
 
 log = logging.getLogger("iot_bridge.config")
 
@@ -69,9 +70,12 @@ def read_device_file(path: Path) -> DeviceSet:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The cache holds the workshop's device list: 0600 in a 0700 directory, like the store."""
+    private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover .tmp from an older version keeps its mode otherwise
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

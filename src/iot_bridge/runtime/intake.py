@@ -1,215 +1,347 @@
-"""MQTT messages in; events and detector states committed in groups; then acknowledged.
+"""The intake: the one owner of the pipeline. Detect, commit, acknowledge, wake delivery.
 
-A QoS 1 message is acknowledged only after its effects are durable. Messages run through the
-pure :class:`~iot_bridge.runtime.pipeline.Pipeline` as they arrive; while one group is being
-committed on the database thread the next group forms, so the commit rate (about 6.5k fsyncs/s
-here) never caps the message rate. If a commit fails (disk full, read-only volume) nothing is
-acknowledged: the in-memory detectors are rolled back to the last committed state, the MQTT
-connection is dropped so the broker keeps (and later redelivers) what we could not store, and a
-probe retries the disk until it takes writes again."""
+One task handles one input at a time, in the order they happened: the next batch of messages,
+the connection going up or down, the broker's backlog being delivered, a config change, the
+next detector deadline, a finished commit. Everything that touches the pipeline happens here,
+so there is no question of who changed what when.
+
+A QoS 1 message is acknowledged only after its effects (events and detector states) are
+committed to the store. Commits are grouped: a few milliseconds' worth of messages per fsync
+at a trickle (``commit_window``), early when ``early_acks`` messages wait for their PUBACK
+(mosquitto sends at most ``max_inflight_messages``, default 20, before it waits for us).
+Small groups commit right here; big ones on the database thread while the next group forms.
+
+A store that cannot be written is a state of this loop, not a chain of callbacks: the source is
+paused (the broker keeps what we did not acknowledge), the pipeline is rolled back to the last
+committed states, and the store is probed on the clock until it takes writes again.
+
+Everything that waits here waits on the injected clock, so tests run it in simulated time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from iot_bridge.clock import Clock, Timer
+from iot_bridge.devices import DeviceSet
 from iot_bridge.errors import StoreError
 from iot_bridge.events import Event
-from iot_bridge.mqtt.connection import Connection
-from iot_bridge.mqtt.packets import Publish
+from iot_bridge.mqtt.source import (
+    CaughtUp,
+    Connected,
+    Disconnected,
+    MessageSource,
+    Received,
+    SourceItem,
+)
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
 from iot_bridge.runtime.metrics import Metrics
 from iot_bridge.runtime.pipeline import Pipeline
 
-log = logging.getLogger("iot_bridge.runtime.intake")
+log = logging.getLogger("iot_bridge.intake")
 
-COMMIT_WINDOW_S = 0.025  # gather this long before a commit when traffic is light ...
-EARLY_ACKS = 16  # ... unless this many QoS 1 messages wait for their PUBACK: mosquitto sends
-# at most max_inflight_messages (default 20) unacknowledged ones, then waits for us
+COMMIT_WINDOW_S = 0.025
+EARLY_ACKS = 16
 INLINE_COMMIT_MAX = 200  # smaller groups commit on the event loop, larger ones on the db thread
+PROBE_INTERVAL_S = 2.0
 
 
-class Ingest:
+@dataclass(frozen=True, slots=True)
+class ApplyConfig:
+    devices: DeviceSet
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Input = SourceItem | ApplyConfig | Stop
+
+
+@dataclass(slots=True)
+class _Group:
+    """What has been detected since the last commit began."""
+
+    events: list[Event]
+    acks: dict[int, list[int]]  # connection generation -> QoS 1 packet ids
+    messages: int = 0
+    unacked: int = 0
+    since: float | None = None  # when the first of it arrived (the commit window runs from here)
+
+    @classmethod
+    def empty(cls) -> _Group:
+        return cls([], {})
+
+
+class Intake:
     def __init__(
         self,
         pipeline: Pipeline,
+        *,
         store: Store,
         db: DbWorker,
         metrics: Metrics,
-        *,
-        on_committed: Callable[[Sequence[Event]], None] = lambda events: None,
-        on_store_failed: Callable[[str], None] = lambda reason: None,
-        on_store_recovered: Callable[[], None] = lambda: None,
-        probe_interval: float = 2.0,
+        clock: Clock,
+        source: MessageSource,
+        wake_delivery: Callable[[], None] = lambda: None,
         commit_window: float = COMMIT_WINDOW_S,
+        probe_interval: float = PROBE_INTERVAL_S,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
         self.db = db
         self.metrics = metrics
-        self._on_committed = on_committed
-        self._on_store_failed = on_store_failed
-        self._on_store_recovered = on_store_recovered
-        self._probe_interval = probe_interval
+        self.clock = clock
+        self.source = source
+        self._wake_delivery = wake_delivery
         self.commit_window = commit_window
-        self._unacked = 0  # QoS 1 messages gathered for the next commit
-        self._gathered = 0  # all messages gathered for the next commit
-        self._group_full = asyncio.Event()
-        self._events: list[Event] = []
-        self._acks: dict[Connection, list[int]] = {}
+        self._probe_interval = probe_interval
+        self._inbox: collections.deque[Input] = collections.deque()
         self._wake = asyncio.Event()
-        self._rearm = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._armed_for: float | None = None
+        self._timer: Timer | None = None
+        self._group = _Group.empty()
+        self._inflight: tuple[asyncio.Future[int], _Group] | None = None
+        self._first_config = True
+        self._stopping = False
         self.store_error: str | None = None
+        self._next_probe = 0.0
         self.first_message_at: float | None = None
         self.last_message_at: float | None = None
-        self.debug = log.isEnabledFor(logging.DEBUG)
+        self.idle = asyncio.Event()  # set while nothing waits to be committed or acknowledged
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        # until the source says otherwise the bridge hears nothing; since when is unknown
+        pipeline.disconnected(None, observed=False)
 
-    # -- intake (called from the MQTT protocol, synchronously) ---------------------------------
+    # -- inputs -----------------------------------------------------------------------------------
 
-    def on_messages(self, conn: Connection, publishes: list[Publish], now: float) -> None:
+    def put(self, item: Input) -> None:
+        self._inbox.append(item)
+        self.idle.clear()
+        self._wake.set()
+
+    def apply_config(self, devices: DeviceSet) -> None:
+        self.put(ApplyConfig(devices))
+
+    def stop(self) -> None:
+        self.put(Stop())
+
+    async def feed(self) -> None:
+        """Move the source's items into the inbox, in order; runs beside :meth:`run`."""
+        while True:
+            self.put(await self.source.get())
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until :meth:`stop`: then what arrived is committed and acknowledged, and it returns."""
+        try:
+            while True:
+                await self._sleep()
+                while self._inbox:
+                    await self._handle(self._inbox.popleft())
+                now = self.clock.now()
+                if self.store_error is None and self.pipeline.hearing:
+                    self._group.events += self.pipeline.advance(now)
+                await self._commit_if_due(now)
+                if self.store_error is not None and now >= self._next_probe:
+                    await self._probe(now)
+                if self._stopping and self._inflight is None and not self._pending():
+                    return
+                if self._inflight is None and not self._pending():
+                    self.idle.set()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    async def _sleep(self) -> None:
+        """Until an input arrives or the next time something is due (stopping: until the
+        commit in flight is done, which wakes it)."""
+        if self._inbox or (self._stopping and self._inflight is None):
+            return
+        when = self._next_due()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.clock.call_at(when, self._wake.set)
+        await self._wake.wait()
+        self._wake.clear()
+
+    def _next_due(self) -> float | None:
+        times: list[float] = []
         if self.store_error is not None:
-            return  # not processed, not acknowledged: the broker keeps them for us
+            times.append(self._next_probe)
+        else:
+            if self._group.since is not None and self._inflight is None:
+                times.append(self._group.since + self.commit_window)
+            if self.pipeline.hearing:
+                deadline = self.pipeline.next_deadline()
+                if deadline is not None:
+                    times.append(deadline)
+        return min(times) if times else None
+
+    async def _handle(self, item: Input) -> None:
+        if isinstance(item, Received):
+            self._received(item)
+        elif isinstance(item, Connected):
+            self.pipeline.connected_at(item.at, item.session_present)
+            self._mark(item.at)
+        elif isinstance(item, Disconnected):
+            self.pipeline.disconnected(item.at, item.observed)
+        elif isinstance(item, CaughtUp):
+            self.pipeline.caught_up(item.echoed)
+            log.info(
+                "MQTT backlog delivered (%s)", "marker returned" if item.echoed else "no marker"
+            )
+        elif isinstance(item, ApplyConfig):
+            await self._apply(item.devices)
+        else:
+            self._stopping = True
+
+    def _received(self, batch: Received) -> None:
+        if self.store_error is not None:
+            return  # not processed, not acknowledged: the broker redelivers it
         handle = self.pipeline.handle
-        events = self._events
-        acks = self._acks.get(conn)
-        if acks is None:
-            acks = self._acks[conn] = []
-        for msg in publishes:
-            produced = handle(msg.topic, msg.payload, now)
-            if self.debug:  # the original's DEBUG line
-                power = self.pipeline.last_power(msg.topic)
-                log.debug("Message received: topic=%s, power=%sW", msg.topic, power)
+        group = self._group
+        events = group.events
+        acks = group.acks.setdefault(batch.generation, [])
+        at = batch.at
+        debug = self._debug
+        for msg in batch.messages:
+            produced = handle(msg.topic, msg.payload, at, msg.retain)
             if produced:
                 events.extend(produced)
             if msg.packet_id is not None:
                 acks.append(msg.packet_id)
+            if debug:
+                self._log_message(msg.topic, msg.payload)
+        for big in batch.oversize:
+            self.pipeline.oversize(big.topic, big.size, at)
+            if big.packet_id is not None:
+                acks.append(big.packet_id)
         if self.first_message_at is None:
-            self.first_message_at = now
-        self.last_message_at = now
-        self._gathered += len(publishes)
-        self._unacked = len(acks)
-        if self._unacked >= EARLY_ACKS:
-            self._group_full.set()
-        self._idle.clear()
-        self._wake.set()
-        deadline = self.pipeline.next_deadline()
-        if deadline is not None and (self._armed_for is None or deadline < self._armed_for):
-            self._rearm.set()
+            self.first_message_at = at
+        self.last_message_at = at
+        group.messages += len(batch.messages) + len(batch.oversize)
+        group.unacked = sum(len(ids) for ids in group.acks.values())
+        self._mark(at)
 
-    def add_events(self, events: Sequence[Event]) -> None:
-        """Events not caused by a message (config removals): committed with the next group."""
-        if events:
-            self._events.extend(events)
-        self._idle.clear()
-        self._wake.set()
+    def _log_message(self, topic: str, payload: bytes) -> None:
+        """The original's DEBUG line; messages without a power value say so."""
+        power = self.pipeline.power_in(topic, payload)
+        if power is None:
+            log.debug("Message received: topic=%s (no power value)", topic)
+        else:
+            log.debug("Message received: topic=%s, power=%sW", topic, power)
 
-    # -- the group-commit loop ------------------------------------------------------------------
+    def _mark(self, at: float) -> None:
+        if self._group.since is None:
+            self._group.since = at
 
-    async def run_commits(self) -> None:
-        while True:
-            await self._wake.wait()
-            if self.commit_window and self._unacked < EARLY_ACKS:
-                # a few milliseconds' worth of messages per fsync: at a trickle this turns a
-                # commit per message into one per window; under load the commit itself is the
-                # window, since messages gather while the previous group is being written
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._group_full.wait(), self.commit_window)
-            self._wake.clear()
-            self._group_full.clear()
-            await self.flush()
+    async def _apply(self, devices: DeviceSet) -> None:
+        saved = None
+        if self._first_config:
+            try:
+                saved = await self.db.call(self.store.load_states)
+            except StoreError as exc:
+                log.error("Cannot read the saved detector states: %s", exc)
+                raise
+            self._first_config = False
+        change = self.pipeline.apply(devices, self.clock.now(), saved)
+        self._group.events += change.events
+        self._mark(self.clock.now())
+        await self.source.set_filters(self.pipeline.subscriptions())
 
-    async def flush(self) -> bool:
-        """Commit what has been gathered and acknowledge it. False if the store failed."""
+    # -- commits ----------------------------------------------------------------------------------
+
+    def _pending(self) -> bool:
+        g = self._group
+        return bool(g.events or g.unacked or g.messages or self.pipeline.dirty)
+
+    async def _commit_if_due(self, now: float) -> None:
+        if self._inflight is not None:
+            future, group = self._inflight
+            if not future.done():
+                return
+            self._inflight = None
+            try:
+                future.result()
+            except StoreError as exc:
+                await self._failed(str(exc), now)
+                return
+            self._committed(group)
         if self.store_error is not None:
-            return False
-        events, self._events = self._events, []
-        acks, self._acks = self._acks, {}
-        gathered, self._gathered = self._gathered, 0
-        self._unacked = 0
+            return
+        group = self._group
+        if not self._pending():
+            group.since = None  # nothing to commit: no window runs
+            return
+        due = (
+            self._stopping
+            or group.unacked >= EARLY_ACKS
+            or group.since is None
+            or now >= group.since + self.commit_window
+        )
+        if not due:
+            return
+        self._group = _Group.empty()
         states = self.pipeline.take_dirty_states()
-        if not events and not states and not acks:
-            self._idle.set()
-            return True
-        try:
-            if gathered + len(events) < INLINE_COMMIT_MAX:
-                # a small group: commit right here. Handing it to the database thread costs
-                # more CPU (futures, wake-ups, GIL hand-offs) than the fsync itself
-                self.store.commit(events, states)
-            else:
-                # a big group: the thread lets the next group form while this one syncs
-                await self.db.call(self.store.commit, events, states)
-        except StoreError as exc:
-            await self._failed(str(exc))
-            return False
+        if group.messages + len(group.events) < INLINE_COMMIT_MAX:
+            # a small group commits right here: handing it to the database thread costs more
+            # CPU (futures, wake-ups, GIL hand-offs) than the fsync itself
+            try:
+                self.store.commit(group.events, states, now)
+            except StoreError as exc:
+                await self._failed(str(exc), now)
+                return
+            self._committed(group)
+            return
+        future = asyncio.ensure_future(self.db.call(self.store.commit, group.events, states, now))
+        future.add_done_callback(lambda _: self._wake.set())
+        self._inflight = (future, group)
+
+    def _committed(self, group: _Group) -> None:
         self.metrics.commits += 1
-        for event in events:
+        for event in group.events:
             self.metrics.events[event.event_type] += 1
             _log_event(event)
-        for conn, ids in acks.items():
-            if ids:
-                conn.ack(ids)  # a connection that died meanwhile: the broker redelivers
-        if events:
-            self._on_committed(events)
-        if not self._wake.is_set():
-            self._idle.set()
-        return True
+        for generation, ids in group.acks.items():
+            self.source.ack(generation, ids)
+        if group.events:
+            self._wake_delivery()
 
-    async def drained(self) -> None:
-        """Wait until everything received so far is committed and acknowledged."""
-        while not self._idle.is_set() or self._wake.is_set():
-            await asyncio.sleep(0.005)
+    # -- a store that cannot be written -----------------------------------------------------------
 
-    # -- timers ----------------------------------------------------------------------------------
-
-    async def run_timers(self) -> None:
-        """Fire detector deadlines on the clock, also for devices that have fallen silent."""
-        while True:
-            deadline = self.pipeline.next_deadline()
-            self._armed_for = deadline
-            self._rearm.clear()
-            delay = 3600.0 if deadline is None else max(0.0, deadline - time.time())
-            try:
-                await asyncio.wait_for(self._rearm.wait(), delay)
-                continue  # an earlier deadline appeared
-            except TimeoutError:
-                pass
-            if self.store_error is None:
-                self.add_events(self.pipeline.advance(time.time()))
-
-    # -- store failure ---------------------------------------------------------------------------
-
-    async def _failed(self, reason: str) -> None:
+    async def _failed(self, reason: str, now: float) -> None:
         self.store_error = reason
         log.error("Store not writable, no longer acknowledging MQTT messages: %s", reason)
-        self._events.clear()
-        self._acks.clear()
-        self._on_store_failed(reason)
-        saved = await self.db.call(self.store.load_states)
-        orphans = self.pipeline.restore(saved, time.time())
-        self._events.extend(orphans)  # committed once the store takes writes again
+        self.source.pause()  # the broker keeps what we could not store
+        self._group = _Group.empty()
+        self._inbox = collections.deque(i for i in self._inbox if not isinstance(i, Received))
+        with contextlib.suppress(StoreError):
+            saved: dict[str, dict[str, Any]] = await self.db.call(self.store.load_states)
+            orphans = self.pipeline.restore(saved, now)
+            self._group.events += orphans  # committed once the store takes writes again
+        self._next_probe = now + self._probe_interval
 
-    async def run_probe(self) -> None:
-        """While the store is failing, try a small write now and then; recover when it takes."""
-        while True:
-            await asyncio.sleep(self._probe_interval)
-            if self.store_error is None:
-                continue
-            try:
-                await self.db.call(self.store.probe_writable)
-            except StoreError as exc:
-                log.debug("store still failing: %s", exc)
-                continue
-            log.warning("Store writable again, resuming intake")
-            self.store_error = None
-            self._on_store_recovered()
+    async def _probe(self, now: float) -> None:
+        try:
+            await self.db.call(self.store.probe_writable)
+        except StoreError as exc:
+            log.debug("store still failing: %s", exc)
+            self._next_probe = now + self._probe_interval
+            return
+        log.warning("Store writable again, resuming intake")
+        self.store_error = None
+        self.source.resume()
 
 
 def _log_event(event: Event) -> None:

@@ -1,29 +1,30 @@
-"""The running bridge: one TaskGroup holding MQTT intake, group commits, timers, delivery to
-Odoo, config refresh and the health server; signals for stop (SIGTERM/SIGINT) and reload (SIGHUP).
+"""The running bridge: one TaskGroup holding the MQTT client, the intake (the owner of the
+pipeline), delivery to Odoo, config refresh and the health server; signals for stop
+(SIGTERM/SIGINT) and reload (SIGHUP). This module wires the parts and answers ``/health``; it
+makes no decisions about messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
-import time
-from collections.abc import Sequence
 from typing import Any
 
+from iot_bridge.clock import SYSTEM_CLOCK, Clock, timeout
 from iot_bridge.devices import DeviceSet
-from iot_bridge.errors import ConfigUnavailable, StoreError
-from iot_bridge.events import Event
+from iot_bridge.errors import ConfigUnavailable, StartupError, StoreError
 from iot_bridge.mqtt.client import MqttClient
-from iot_bridge.mqtt.connection import Connection, Endpoint
+from iot_bridge.mqtt.connection import Endpoint
 from iot_bridge.odoo_api.client import OdooClient
 from iot_bridge.odoo_api.delivery import Delivery
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
 from iot_bridge.runtime.config_source import ConfigSource
 from iot_bridge.runtime.health import HealthServer
-from iot_bridge.runtime.intake import Ingest
+from iot_bridge.runtime.intake import Intake
 from iot_bridge.runtime.metrics import Metrics, render
 from iot_bridge.runtime.pipeline import Pipeline
 from iot_bridge.runtime.report import HealthFacts, health_report
@@ -32,12 +33,14 @@ from iot_bridge.settings import Settings
 log = logging.getLogger("iot_bridge")
 
 SHUTDOWN_BUDGET_S = 8.0  # SIGTERM must end the process within 10 s
+FIRST_CONFIG_WAIT_S = 5.0  # subscribe the first config in the first connection if it is quick
 
 
 class Bridge:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
-        self.started = time.time()
+        self.clock = clock
+        self.started = clock.now()
         self.metrics = Metrics()
         self.store = Store(settings.data_dir / "bridge.db")
         self.db = DbWorker()
@@ -50,33 +53,37 @@ class Bridge:
                 settings.odoo_token,
                 settings.odoo_timeout,
                 on_latency=self.metrics.odoo_latency.observe,
+                clock=clock,
             )
         self.delivery = (
-            Delivery(self.odoo, self.store, self.db, self.metrics) if self.odoo else None
-        )
-        self.ingest = Ingest(
-            self.pipeline,
-            self.store,
-            self.db,
-            self.metrics,
-            on_committed=self._committed,
-            on_store_failed=self._store_failed,
-            on_store_recovered=self._store_recovered,
+            Delivery(self.odoo, self.store, self.db, self.metrics, clock=clock)
+            if self.odoo
+            else None
         )
         self.mqtt = MqttClient(
-            Endpoint(
-                host=settings.mqtt_host,
-                port=settings.mqtt_port,
-                client_id=settings.mqtt_client_id,
-                username=settings.mqtt_username,
-                password=settings.mqtt_password,
-                tls=settings.ssl_context(),
-                keepalive=settings.mqtt_keepalive,
-            ),
-            self.ingest.on_messages,
-            on_connected=self._connected,
-            on_disconnected=lambda reason: self.pipeline.pause(),
+            [
+                Endpoint(
+                    host=settings.mqtt_host,
+                    port=settings.mqtt_port,
+                    client_id=settings.mqtt_client_id,
+                    username=settings.mqtt_username,
+                    password=settings.mqtt_password,
+                    tls=settings.ssl_context(),
+                    keepalive=settings.mqtt_keepalive,
+                    max_packet=settings.mqtt_max_packet,
+                )
+            ],
+            clock,
             backoff_cap=settings.reconnect_max_s,
+        )
+        self.intake = Intake(
+            self.pipeline,
+            store=self.store,
+            db=self.db,
+            metrics=self.metrics,
+            clock=clock,
+            source=self.mqtt,
+            wake_delivery=self.delivery.notify if self.delivery else lambda: None,
         )
         self.config_source = ConfigSource(
             client=self.odoo,
@@ -104,23 +111,33 @@ class Bridge:
             self.settings.mqtt_client_id,
             "standalone" if self.settings.standalone else "Odoo",
         )
-        await self.health.start()
-        await self._initial_config()
+        try:
+            await self.health.start()
+        except OSError as exc:  # taken between the preflight check and now
+            where = f"HEALTH_PORT {self.settings.health_port} on {self.settings.health_host}"
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"{where} is already in use (another bridge running here?)"
+                ) from None
+            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self.mqtt.run(), name="mqtt"),
-                    tg.create_task(self.ingest.run_commits(), name="commits"),
-                    tg.create_task(self.ingest.run_timers(), name="timers"),
-                    tg.create_task(self.ingest.run_probe(), name="store-probe"),
-                    tg.create_task(self._config_loop(), name="config"),
-                ]
+                intake = tg.create_task(self.intake.run(), name="intake")
+                tasks = [tg.create_task(self.intake.feed(), name="intake-feed")]
+                await self._initial_config()
+                tasks.append(tg.create_task(self.mqtt.run(), name="mqtt"))
+                tasks.append(tg.create_task(self._config_loop(), name="config"))
                 if self.delivery is not None:
                     tasks.append(tg.create_task(self.delivery.run(), name="delivery"))
                 await self._stop.wait()
                 log.info("Stopping: finishing intake and closing the store")
+                self.mqtt.stop_reading()  # what arrived is committed and acknowledged
+                self.intake.stop()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drain(), SHUTDOWN_BUDGET_S)
+                    async with timeout(self.clock, SHUTDOWN_BUDGET_S):
+                        await asyncio.shield(intake)
+                await self.mqtt.stop()
+                intake.cancel()
                 for task in tasks:
                     task.cancel()
         finally:
@@ -134,39 +151,15 @@ class Bridge:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _drain(self) -> None:
-        conn = self.mqtt.connection
-        if conn is not None:
-            conn.pause_reading()  # stop intake; what arrived is committed and acknowledged
-        await self.ingest.flush()
-        await self.ingest.drained()
-        await self.mqtt.stop()
-
-    def _connected(self, conn: Connection) -> None:
-        # a fresh message timeout for every open session (sessions.md, last section)
-        self.pipeline.resume(time.time())
-        self.ingest.add_events(())
-
-    def _store_failed(self, reason: str) -> None:
-        self.mqtt.hold()  # the broker keeps what we cannot store
-
-    def _store_recovered(self) -> None:
-        self.mqtt.release()
-
-    def _committed(self, events: Sequence[Event]) -> None:
-        if self.delivery is not None:
-            self.delivery.notify()
-
     # -- config ---------------------------------------------------------------------------------
 
     async def _initial_config(self) -> None:
         try:
-            devices = await asyncio.wait_for(
-                self.config_source.fetch(), self.settings.odoo_timeout + 1
-            )
+            async with timeout(self.clock, self.settings.odoo_timeout + 1):
+                devices = await self.config_source.fetch()
         except (ConfigUnavailable, TimeoutError) as exc:
             self.config_problem = str(exc) or "config source timed out"
-            self._odoo_answered(False, auth=getattr(exc, "auth", False))
+            self._odoo_answered(False, getattr(exc, "auth", False), self.config_problem)
             cached = self.config_source.load_cached()
             if cached is None:
                 log.error("No device config yet (%s); retrying", self.config_problem)
@@ -175,36 +168,41 @@ class Bridge:
             devices = cached
         else:
             self._odoo_answered(True)
-        await self._apply(devices)
+        self._apply(devices)
+        # let the intake subscribe it before the first connection, so that one SUBSCRIBE
+        # carries everything (bounded: a store that cannot be read fails the intake instead)
+        with contextlib.suppress(TimeoutError):
+            async with timeout(self.clock, FIRST_CONFIG_WAIT_S):
+                await self.intake.idle.wait()
 
     async def _config_loop(self) -> None:
         while True:
             interval = self.settings.config_refresh_interval if self.config else 5.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), interval)
+                async with timeout(self.clock, interval):
+                    await self._reload.wait()
             self._reload.clear()
             try:
                 devices = await self.config_source.fetch()
             except ConfigUnavailable as exc:
                 self.config_problem = str(exc)
-                self._odoo_answered(False, auth=exc.auth)
+                self._odoo_answered(False, exc.auth, self.config_problem)
                 log.warning("Config refresh failed, keeping the current one: %s", exc)
                 continue
             self.config_problem = None
             self._odoo_answered(True)
             if self.config is None or devices != self.config:
-                await self._apply(devices)
+                self._apply(devices)
 
-    def _odoo_answered(self, ok: bool, auth: bool = False) -> None:
+    def _odoo_answered(self, ok: bool, auth: bool = False, error: str = "") -> None:
         """The config fetch tells us about Odoo too: reachable, or refusing our token."""
         if self.delivery is not None:
-            self.delivery.status.odoo_reachable = ok
-            self.delivery.status.auth_failed = auth
+            if ok:
+                self.delivery.status.answered()
+            else:
+                self.delivery.status.failed(self.clock.now(), error, auth=auth)
 
-    async def _apply(self, devices: DeviceSet) -> None:
-        first = self.config is None
-        saved = await self.db.call(self.store.load_states) if first else None
-        change = self.pipeline.apply(devices, time.time(), saved)
+    def _apply(self, devices: DeviceSet) -> None:
         self.config = devices
         for problem in devices.errors:
             log.warning("Device config rejected: %s", problem)
@@ -214,10 +212,9 @@ class Bridge:
             devices.config_version,
             self.config_source.describe,
         )
-        self.ingest.add_events(change.events)
-        await self.mqtt.set_filters(self.pipeline.subscriptions())
+        self.intake.apply_config(devices)
 
-    # -- health and metrics --------------------------------------------------------------------
+    # -- health and metrics ---------------------------------------------------------------------
 
     async def health_report(self) -> dict[str, Any]:
         try:
@@ -226,20 +223,30 @@ class Bridge:
             stats = None
         return health_report(
             HealthFacts(
-                now=time.time(),
+                now=self.clock.now(),
                 started=self.started,
                 standalone=self.settings.standalone,
                 max_queue_age_s=self.settings.max_queue_age_s,
                 mqtt_connected=self.mqtt.connected,
                 mqtt_reconnects=self.mqtt.reconnects,
                 mqtt_last_error=self.mqtt.last_error,
-                store_error=self.ingest.store_error,
+                store_error=self.intake.store_error,
                 stats=stats,
                 config=self.config,
                 config_problem=self.config_problem,
                 delivery=self.delivery.status if self.delivery else None,
                 active_sessions=self.pipeline.open_sessions(),
-                last_message_at=self.ingest.last_message_at,
+                last_message_at=self.intake.last_message_at,
+                odoo_down_after_s=self.settings.odoo_down_after_s,
+                dead_letter_warn_s=self.settings.dead_letter_warn_s,
+                refused_subscriptions=sorted(self.mqtt.refused_subscriptions),
+                silent_subscriptions=self.pipeline.silent_topics(
+                    self.clock.now(), self.settings.silent_after_s, self.mqtt.connected_since
+                ),
+                device_errors=self.pipeline.stats.device_errors,
+                device_last_error=self.pipeline.stats.last_error,
+                device_error_at=self.pipeline.stats.last_error_at,
+                backlog_marker_echoed=self.pipeline.backlog_marker_echoed,
             )
         )
 
@@ -251,20 +258,22 @@ class Bridge:
             "queue_depth": float(stats.depth),
             "queue_oldest_age_seconds": 0.0
             if stats.oldest_created_at is None
-            else time.time() - stats.oldest_created_at,
+            else self.clock.now() - stats.oldest_created_at,
             "dead_letters": float(stats.dead_letters),
             "active_sessions": float(self.pipeline.open_sessions()),
             "devices_configured": float(len(self.config.devices) if self.config else 0),
             "mqtt_connected": float(self.mqtt.connected),
-            "store_ok": float(self.ingest.store_error is None),
+            "store_ok": float(self.intake.store_error is None),
             # receive times (Unix s) of this process's first and latest MQTT message: alert on
             # a silent broker, measure how fast a backlog drained
-            "first_message_timestamp_seconds": self.ingest.first_message_at or 0.0,
-            "last_message_timestamp_seconds": self.ingest.last_message_at or 0.0,
+            "first_message_timestamp_seconds": self.intake.first_message_at or 0.0,
+            "last_message_timestamp_seconds": self.intake.last_message_at or 0.0,
         }
         counters = {
             "messages_total": float(pstats.messages),
             "messages_unrouted_total": float(pstats.unrouted),
+            "messages_retained_total": float(pstats.retained),
+            "messages_duplicate_total": float(pstats.duplicates),
             "mqtt_reconnects_total": float(self.mqtt.reconnects),
             "odoo_errors_total": float(m.odoo_errors),
             "commits_total": float(m.commits),
@@ -272,6 +281,7 @@ class Bridge:
         }
         labelled = {
             "parser:parse_errors_total": {k: float(v) for k, v in pstats.parse_errors.items()},
+            "device:device_errors_total": {k: float(v) for k, v in pstats.device_errors.items()},
             "type:events_total": {k: float(v) for k, v in m.events.items()},
             "status:delivered_total": {k: float(v) for k, v in m.delivered.items()},
         }

@@ -1,9 +1,13 @@
-"""Run-session detection per device, exactly as ``shared/spec/sessions.md`` defines it.
+"""Run-session detection per device, exactly as ``docs/sessions.md`` defines it.
 
 Pure and clock-free (in the manner of h11's state machine and aioquic's timers): every call takes
-``now`` in Unix seconds, nothing here reads a clock or does I/O, and events come back as return
-values. The runtime asks :meth:`SessionDetector.next_deadline` when to call
-:meth:`SessionDetector.advance`, so deadlines fire on the clock even when a device falls silent.
+a time ``t`` in Unix seconds, nothing here reads a clock or does I/O, and events come back as
+return values. Readings come with their *event time* (when the device measured them), so a
+debounce or a timeout between two readings is decided in event time even when the readings
+arrive late and all at once. The runtime asks :meth:`SessionDetector.next_deadline` when to
+call :meth:`SessionDetector.advance`, so deadlines also fire for a device that falls silent —
+but only while the bridge can hear the device (connected, and caught up with the broker's
+backlog): what it cannot hear it does not decide.
 
 The transition table :data:`TRANSITIONS` is the spec's table; the code around it only keeps the
 books (timers, time and energy accounting). State round-trips through :meth:`to_state` /
@@ -94,14 +98,6 @@ _DEBOUNCE_INPUT = {
 _NO_EVENTS: tuple[Event, ...] = ()
 
 
-def level_of(power_w: float, config: SessionConfig) -> Level:
-    if power_w >= config.working_threshold_w:
-        return Level.WORKING
-    if power_w >= config.standby_threshold_w:
-        return Level.STANDBY
-    return Level.OFF
-
-
 @dataclass(slots=True)
 class _Book:
     """Everything the detector remembers; a plain record so it serialises as it is."""
@@ -112,12 +108,15 @@ class _Book:
     since: float = 0.0  # start of the running debounce
     last_seen: float | None = None  # time of the last message from the device
     timeout_base: float | None = None  # the message timeout runs from here
-    paused: bool = False  # the bridge's own MQTT connection is down: timeouts wait
     session_id: str | None = None
     started_at: float = 0.0
     working_since: float = 0.0
     totals: Totals | None = None  # live figures of the candidate/open session
     at_since: Totals | None = None  # the figures as of ``since`` while STOPPING
+    estimated: bool = False  # the open session contains readings placed without a device time
+
+
+_BOOK_FIELDS = frozenset(_Book.__dataclass_fields__)
 
 
 class SessionDetector:
@@ -154,11 +153,16 @@ class SessionDetector:
     def last_seen(self) -> float | None:
         return self._b.last_seen
 
+    @property
+    def started_at(self) -> float:
+        """When the open session started (meaningless while none is open)."""
+        return self._b.started_at
+
     def next_deadline(self) -> float | None:
         """The earliest moment at which :meth:`advance` has something to do, or ``None``."""
         b = self._b
         debounce = self._debounce_deadline()
-        if b.state is State.IDLE or b.paused or b.timeout_base is None:
+        if b.state is State.IDLE or b.timeout_base is None:
             return debounce
         timeout = b.timeout_base + self.config.message_timeout_s
         return timeout if debounce is None else min(debounce, timeout)
@@ -166,10 +170,20 @@ class SessionDetector:
     # -- inputs -------------------------------------------------------------------------------
 
     def handle_reading(
-        self, now: float, power_w: float | None, energy_wh: float | None = None
+        self,
+        now: float,
+        power_w: float | None,
+        energy_wh: float | None = None,
+        estimated: bool = False,
     ) -> tuple[Event, ...]:
-        """A message from the device at ``now``; ``power_w=None`` is a sign of life only."""
+        """A message the device sent at ``now`` (event time); ``power_w=None`` is a sign of life
+        only. ``estimated``: the reading came late and without a usable device time. A time
+        before the device's last message (the wall clock stepped back) counts as that moment:
+        one device's time never goes backwards."""
         b = self._b
+        last = b.last_seen
+        if last is not None and now < last:
+            now = last
         state = b.state
         cfg = self.config
         if state is State.IDLE:
@@ -177,20 +191,21 @@ class SessionDetector:
         elif state is State.WORKING or state is State.STANDBY:
             # only the message timeout runs here; checked inline, it is the per-message path
             base = b.timeout_base
-            due = not b.paused and base is not None and base + cfg.message_timeout_s <= now
+            due = base is not None and base + cfg.message_timeout_s <= now
             events = self.advance(now) if due else _NO_EVENTS
         else:
             events = self.advance(now)
         b.last_seen = now
-        if not b.paused:
-            b.timeout_base = now
+        b.timeout_base = now
+        if estimated and b.state is not State.IDLE:
+            b.estimated = True
         totals = b.totals
         if totals is not None:
             totals.add(now, b.power_w, power_w, energy_wh)
         if power_w is None:
             return events
         b.power_w = power_w
-        if power_w >= cfg.working_threshold_w:  # level_of(), inlined for the hot path
+        if power_w >= cfg.working_threshold_w:  # the level, inline: this is the hot path
             level = Level.WORKING
         elif power_w >= cfg.standby_threshold_w:
             level = Level.STANDBY
@@ -202,6 +217,7 @@ class SessionDetector:
             if level is not Level.WORKING:
                 return events
             b.totals = Totals.begin(now, power_w, energy_wh)
+            b.estimated = estimated
         elif level is previous:
             return events  # hot path: no row of the table reacts to an unchanged level
         more = self._fire(_READING_INPUT[level], now, previous)
@@ -234,7 +250,7 @@ class SessionDetector:
             b_state = b.state
             debounce = self._debounce_deadline()
             timeout = None
-            if b.state is not State.IDLE and not b.paused and b.timeout_base is not None:
+            if b.state is not State.IDLE and b.timeout_base is not None:
                 timeout = b.timeout_base + self.config.message_timeout_s
             if (
                 debounce is not None
@@ -252,16 +268,15 @@ class SessionDetector:
             # every deadline leaves its state (the table has a row for each), so this ends
             assert self._b.state is not b_state, "a deadline fired without a transition"
 
-    def pause(self) -> None:
-        """The bridge's own MQTT connection dropped: message timeouts stop counting."""
-        self._b.paused = True
-
-    def resume(self, now: float) -> None:
-        """Connected again: every open session gets a fresh timeout from ``now``."""
+    def forgive(self, start: float, end: float) -> None:
+        """The bridge could not hear anything from ``start`` to ``end`` (the broker was gone,
+        or kept nothing for us): that time is not the device's silence. The message timeout
+        stops for it, so an open session gets the rest of its timeout after ``end``."""
         b = self._b
-        b.paused = False
-        if b.state is not State.IDLE:
-            b.timeout_base = now
+        base = b.timeout_base
+        if b.state is State.IDLE or base is None or end <= start:
+            return
+        b.timeout_base = base + (end - start) if base < start else max(base, end)
 
     def update_config(self, config: SessionConfig) -> None:
         """New thresholds apply from the next reading on; an open session continues."""
@@ -279,26 +294,26 @@ class SessionDetector:
             "since": b.since,
             "last_seen": b.last_seen,
             "timeout_base": b.timeout_base,
-            "paused": b.paused,
             "session_id": b.session_id,
             "started_at": b.started_at,
             "working_since": b.working_since,
             "totals": None if b.totals is None else b.totals.to_state(),
             "at_since": None if b.at_since is None else b.at_since.to_state(),
+            "estimated": b.estimated,
         }
 
     @classmethod
     def from_state(
         cls, device_id: str, config: SessionConfig, doc: dict[str, Any]
     ) -> SessionDetector:
-        """Restore after a restart. The bridge was down, so timeouts wait for :meth:`resume`."""
+        """Restore after a restart (also from a state written before ``estimated`` existed and
+        while a ``paused`` flag did: the runtime now decides when timers may fire)."""
         det = cls(device_id, config)
-        fields = dict(doc)
+        fields = {k: v for k, v in doc.items() if k in _BOOK_FIELDS}
         fields["state"] = State(doc["state"])
         fields["level"] = None if doc["level"] is None else Level(doc["level"])
         for key in ("totals", "at_since"):
-            fields[key] = None if doc[key] is None else Totals(**doc[key])
-        fields["paused"] = True
+            fields[key] = None if doc[key] is None else Totals.from_state(doc[key])
         det._b = _Book(**fields)
         return det
 
@@ -339,6 +354,7 @@ class SessionDetector:
             return _NO_EVENTS
         if action is Action.DISCARD:
             b.totals = b.at_since = None
+            b.estimated = False
             return _NO_EVENTS
         if action is Action.OPEN:
             b.started_at = b.since
@@ -355,6 +371,7 @@ class SessionDetector:
             "power_w": b.power_w,
             "reason": "power_threshold",
             "started_at": format_ts(b.started_at),
+            "timing": "estimated" if b.estimated else "measured",
         }
         uid = event_uid(self.device_id, "run_start", b.session_id)
         return Event(uid, t, self.device_id, "run_start", payload)
@@ -386,8 +403,10 @@ class SessionDetector:
             "energy_source": source,
             "max_power_w": totals.max_power_w,
             "avg_power_w": totals.avg_power(duration),
+            "timing": "estimated" if b.estimated else "measured",
         }
         uid = event_uid(self.device_id, "run_stop", b.session_id)
         b.session_id = None
         b.totals = b.at_since = None
+        b.estimated = False
         return Event(uid, t, self.device_id, "run_stop", payload)

@@ -9,6 +9,7 @@ power integrated over time; missing data becomes ``None``, never zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -33,6 +34,19 @@ class Totals:
             "counter_wh": self.counter_wh,
             "counter_readings": self.counter_readings,
         }
+
+    @classmethod
+    def from_state(cls, doc: dict[str, Any]) -> Totals:
+        return cls(
+            t0=float(doc["t0"]),
+            t=float(doc["t"]),
+            integral_ws=float(doc["integral_ws"]),
+            max_power_w=doc["max_power_w"],
+            working_s=float(doc["working_s"]),
+            counter_last=doc["counter_last"],
+            counter_wh=float(doc["counter_wh"]),
+            counter_readings=int(doc["counter_readings"]),
+        )
 
     @classmethod
     def begin(cls, t: float, power_w: float, energy_wh: float | None) -> Totals:

@@ -43,13 +43,17 @@ class Mosquitto:
         max_queued: int = 100_000,
         max_inflight: int = 0,
         extra: str = "",
+        config: str | None = None,
     ) -> None:
+        """``config``: a whole mosquitto.conf instead of the one made from the other arguments
+        (the smoke test runs the deployment's own); it must listen on 127.0.0.1:``port``."""
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
         self.max_queued = max_queued
         self.max_inflight = max_inflight
         self.extra = extra
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -59,6 +63,9 @@ class Mosquitto:
 
     def _write_config(self) -> Path:
         conf = self.workdir / "mosquitto.conf"
+        if self.config is not None:
+            conf.write_text(self.config)
+            return conf
         lines = [
             # run as ourselves: as root mosquitto would drop to the "mosquitto" user, which
             # cannot write the persistence file in our private directory

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.errors import MqttError
 from iot_bridge.mqtt.connection import Endpoint, open_connection
 
@@ -90,7 +91,7 @@ async def simulate(args: argparse.Namespace) -> int:
         clean_session=True,
     )
     try:
-        conn = await open_connection(endpoint)
+        conn = await open_connection(endpoint, SYSTEM_CLOCK)
     except MqttError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 1

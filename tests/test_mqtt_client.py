@@ -1,0 +1,212 @@
+"""The MQTT connection and client on an injected clock (keepalive, backoff, failover), and the
+catch-up marker against a real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+
+from iot_bridge.clock import SYSTEM_CLOCK
+from iot_bridge.errors import ConnectionLost
+from iot_bridge.mqtt import packets as pk
+from iot_bridge.mqtt.client import CATCH_UP_QUIET_S, MqttClient, sync_topic
+from iot_bridge.mqtt.connection import Endpoint, open_connection
+from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, SourceItem
+from iot_bridge.tools.broker import Mosquitto, free_port
+from tests.support.clock import FakeClock, settle
+
+
+class TinyBroker:
+    """Accepts one client, answers CONNECT with CONNACK, then does what the test says."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.pings = 0
+
+    async def start(self) -> TinyBroker:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x02\x00\x00")  # CONNACK, accepted
+        self.writers.append(writer)
+        while data := await reader.read(1024):
+            self.pings += data.count(pk.PINGREQ_PACKET)
+
+    def send(self, data: bytes) -> None:
+        self.writers[-1].write(data)
+
+    async def close(self) -> None:
+        for w in self.writers:
+            w.close()
+        if self.server is not None:
+            self.server.close()
+
+
+def test_a_broker_that_trickles_one_endless_packet_is_dead() -> None:
+    """Keepalive counts whole packets: bytes of a packet that never ends are no sign of life."""
+
+    async def go() -> None:
+        clock = FakeClock()
+        broker = await TinyBroker().start()
+        conn = await open_connection(Endpoint("127.0.0.1", broker.port, "c", keepalive=10), clock)
+        header = bytes([0x30]) + pk._remaining_length(50_000_000) + b"\x00\x01t"
+        broker.send(header)
+        for _ in range(12):  # 24 s of fake time, a few bytes every 2 s
+            broker.send(b"x" * 100)
+            await asyncio.sleep(0.01)
+            await clock.advance(2.0)
+        assert not conn.is_open
+        # checked every keepalive / 2: at 20 s the last whole packet (CONNACK) is 20 s old
+        with pytest.raises(ConnectionLost, match="no packet from the broker for 20 s"):
+            await conn.closed
+        await broker.close()
+
+    asyncio.run(go())
+
+
+def test_a_broker_that_answers_pings_stays_alive() -> None:
+    async def go() -> None:
+        clock = FakeClock()
+        broker = await TinyBroker().start()
+        conn = await open_connection(Endpoint("127.0.0.1", broker.port, "c", keepalive=10), clock)
+        for _ in range(20):  # 40 s
+            await clock.advance(2.0)
+            await asyncio.sleep(0.01)
+            if broker.pings:
+                broker.send(b"\xd0\x00" * broker.pings)  # PINGRESP
+                broker.pings = 0
+                await asyncio.sleep(0.01)
+        assert conn.is_open
+        conn.abort()
+        await broker.close()
+
+    asyncio.run(go())
+
+
+def test_reconnects_back_off_on_the_clock_and_try_every_broker_in_turn() -> None:
+    async def go() -> None:
+        clock = FakeClock()
+        dead = [Endpoint("127.0.0.1", free_port(), "c", timeout=1) for _ in range(2)]
+        client = MqttClient(dead, clock, backoff_base=1.0, backoff_cap=8.0)
+        attempts: list[tuple[float, int]] = []
+        original = client._connect
+
+        async def counting(endpoint: Endpoint) -> object:
+            attempts.append((clock.now(), endpoint.port))
+            return await original(endpoint)
+
+        client._connect = counting  # type: ignore[method-assign, assignment]
+        task = asyncio.create_task(client.run())
+        for _ in range(40):
+            await asyncio.sleep(0.01)  # a refused TCP connect takes real microseconds
+            await clock.advance(1.0)
+        task.cancel()
+        t0 = attempts[0][0]
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(attempts)]
+        # iot_bridge.backoff: 1 s, then doubling with +-20 % jitter up to the 8 s cap (the fake
+        # clock moves in 1 s steps, so each wait is seen rounded up to the next second)
+        for i, gap in enumerate(gaps[:5]):
+            nominal = min(8.0, 2.0**i)
+            assert nominal * 0.8 - 0.01 <= gap <= nominal * 1.2 + 1.0, (i, gaps)
+        assert attempts[-1][0] - t0 <= 40
+        assert [p for _, p in attempts[:4]] == [dead[0].port, dead[1].port] * 2
+        assert client.last_error is not None
+        assert "cannot reach" in client.last_error
+
+    asyncio.run(go())
+
+
+async def _items_until(client: MqttClient, kind: type, timeout: float = 10.0) -> list[SourceItem]:
+    items: list[SourceItem] = []
+
+    async def loop() -> None:
+        while True:
+            item = await client.get()
+            items.append(item)
+            if isinstance(item, kind):
+                return
+
+    await asyncio.wait_for(loop(), timeout)
+    return items
+
+
+@pytest.mark.integration
+def test_the_marker_comes_back_after_the_backlog(tmp_path: Path) -> None:
+    """Everything queued while the bridge was away arrives before our marker: then CaughtUp."""
+    with Mosquitto(tmp_path / "broker") as broker:
+
+        async def go() -> None:
+            ep = Endpoint("127.0.0.1", broker.port, "bridge-under-test", keepalive=5)
+            client = MqttClient([ep], SYSTEM_CLOCK)
+            await client.set_filters(["plug/status/pm1:0"])
+            task = asyncio.create_task(client.run())
+            first = await _items_until(client, CaughtUp)
+            assert isinstance(first[0], Connected)
+            assert isinstance(first[-1], CaughtUp)
+            assert first[-1].echoed
+            await client.stop()
+            await task
+            # away: the broker queues for the persistent session
+            pub = await open_connection(
+                Endpoint("127.0.0.1", broker.port, "pub", clean_session=True), SYSTEM_CLOCK
+            )
+            for i in range(50):
+                await pub.publish("plug/status/pm1:0", f'{{"apower":{i}}}'.encode(), qos=1)
+            client = MqttClient([ep], SYSTEM_CLOCK)
+            await client.set_filters(["plug/status/pm1:0"])
+            task = asyncio.create_task(client.run())
+            items = await _items_until(client, CaughtUp)
+            got = [m for i in items if isinstance(i, Received) for m in i.messages]
+            assert [m.payload for m in got] == [f'{{"apower":{i}}}'.encode() for i in range(50)]
+            assert all(m.topic != sync_topic("bridge-under-test") for m in got)
+            assert isinstance(items[-1], CaughtUp)
+            assert items[-1].echoed
+            for item in items:
+                if isinstance(item, Received):
+                    client.ack(item.generation, [m.packet_id for m in item.messages if m.packet_id])
+            # what arrives after the marker is live
+            await pub.publish("plug/status/pm1:0", b'{"apower":1}', qos=1)
+            (live,) = await _items_until(client, Received)
+            assert isinstance(live, Received)
+            await pub.disconnect()
+            client.pause()  # the bridge closes it: not an observed loss
+            (gone,) = await _items_until(client, Disconnected)
+            assert isinstance(gone, Disconnected)
+            assert not gone.observed
+            await client.stop()
+            task.cancel()
+
+        asyncio.run(go())
+
+
+@pytest.mark.integration
+def test_without_the_marker_catching_up_ends_when_the_broker_falls_quiet(tmp_path: Path) -> None:
+    """An ACL that forbids publishing the marker: the bridge guesses, and says it guessed."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\n")
+    with Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}") as broker:
+
+        async def go() -> None:
+            clock = SYSTEM_CLOCK
+            ep = Endpoint("127.0.0.1", broker.port, "no-marker", keepalive=5)
+            client = MqttClient([ep], clock)
+            task = asyncio.create_task(client.run())
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            items = await _items_until(client, CaughtUp, timeout=CATCH_UP_QUIET_S + 5)
+            assert isinstance(items[-1], CaughtUp)
+            assert not items[-1].echoed
+            assert loop.time() - start >= CATCH_UP_QUIET_S - 0.2
+            await client.stop()
+            task.cancel()
+            await settle()
+
+        asyncio.run(go())
