@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-RETENTION_PARAM = "open_workshop_mqtt.measurement_retention_days"
-DEFAULT_RETENTION_DAYS = 30
+from .res_config_settings import DEFAULT_RETENTION_DAYS, RETENTION_PARAM
+
 GC_BATCH = 20000
 
 

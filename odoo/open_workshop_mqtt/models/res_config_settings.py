@@ -4,14 +4,14 @@ from datetime import timedelta
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
-from .iot_event_retention import DEFAULT_RETENTION_DAYS, RETENTION_PARAM
-
 BRIDGE_SILENCE_PARAM = "open_workshop_mqtt.bridge_silence_minutes"
 PLUG_SILENCE_PARAM = "open_workshop_mqtt.plug_silence_minutes"
 ALERT_GROUP_PARAM = "open_workshop_mqtt.alert_group_id"
 DEFAULT_BRIDGE_SILENCE_MIN = 5
 # Above Tasmota's default TelePeriod (300 s): a plug that reports every 5 minutes is not silent.
 DEFAULT_PLUG_SILENCE_MIN = 10
+RETENTION_PARAM = "open_workshop_mqtt.measurement_retention_days"
+DEFAULT_RETENTION_DAYS = 30
 
 AlertSettings = namedtuple("AlertSettings", "bridge_silence plug_silence group")
 

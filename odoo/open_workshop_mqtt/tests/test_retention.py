@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 from odoo.tests import tagged
 
-from ..models.iot_event_retention import RETENTION_PARAM
+from ..models.res_config_settings import RETENTION_PARAM
 from .common import IotCase, make_event, run_start, run_stop
 
 
