@@ -175,8 +175,8 @@ class IotEvent(models.Model):
         it was stored for the same bridge and device, and ``conflict`` when not (ids are uuid5
         values of public inputs: another bridge must not claim them). A run_start/run_stop whose
         session is another device's is a ``conflict`` too. If a concurrent transaction committed
-        the same uid after ours began (REPEATABLE READ), the INSERT fails with a serialization
-        error on the conflict, which also means ``duplicate``. Everything one event writes runs
+        the same uid after ours began (REPEATABLE READ), the INSERT fails to serialize and Odoo
+        replays the request, which answers ``duplicate``. Everything one event writes runs
         in one savepoint, so the outcome of one event never spoils the next, and data that
         PostgreSQL still refuses is that event's ``invalid_event``, never the batch's 500.
         """
@@ -237,9 +237,13 @@ class IotEvent(models.Model):
                     log_exceptions=False,
                 )
                 row = cr.fetchone()
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
-            # The same uid, committed by a concurrent request after our snapshot.
+        except psycopg2.errors.UniqueViolation:
             return DUPLICATE, None
+        # A SerializationFailure is not caught: it is no answer. It comes from the same uid
+        # committed by a concurrent request after our snapshot, but just as well from the
+        # foreign-key check of the bridge row that a concurrent request of the same bridge
+        # updated (its last contact): an event never stored would be answered "duplicate" and
+        # dropped by the bridge. Odoo replays the request, which then answers truthfully.
         if row is None:
             # stored between our ownership check and the INSERT (same transaction snapshot)
             owner = self._owner_of(event["event_uid"])
