@@ -574,7 +574,8 @@ def latency(rig: Rig, devices: int, samples: int) -> Bridge:
 
 def backlog(rig: Rig, bridge: Bridge, devices: int, sessions: int) -> None:
     total = devices * sessions
-    print(f"\n== backlog: Odoo away while {devices} machines run {sessions} sessions each "
+    each = f"{sessions} session{'s' if sessions != 1 else ''}"
+    print(f"\n== backlog: Odoo away while {devices} machines run {each} each "
           f"({2 * total} run events)")  # fmt: skip
     rpc = rig.rpc()
     domain = [["device_id.device_id", "like", "bench-%"], ["state", "=", "done"]]
