@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the open_workshop_mqtt addon's own tests on a fresh database, then the project's REST
-# contract suite (tests/contract/) against a live Odoo serving that database.
+# Installs every addon of the project (odoo/*/__manifest__.py) on a fresh database, runs their
+# own tests (tours included, in headless Chromium), checks the committed translation templates,
+# then runs the project's REST contract suite (tests/contract/) against a live Odoo serving that
+# database.
 #
 # Needs an Odoo 18 installation (not part of this repository) at ${ODOO_HOME:-/opt/odoo18}
 # with odoo-bin and a python (${ODOO_PYTHON:-$ODOO_HOME/.venv/bin/python}); without one it says
@@ -43,6 +45,15 @@ if ! have_browser; then
     fi
     have_browser || echo "no Chrome-compatible browser: the tours will be SKIPPED"
 fi
+# Odoo drives the browser over websocket-client; without it in Odoo's python it skips the tours.
+"$ODOO_PYTHON" -c "import websocket" 2>/dev/null \
+    || echo "no websocket-client in Odoo's python: the tours will be SKIPPED" \
+        "($ODOO_PYTHON -m pip install websocket-client)"
+
+ADDONS="$(cd "$REPO/odoo" && for m in */__manifest__.py; do printf '%s,' "${m%%/*}"; done)"
+ADDONS="${ADDONS%,}"
+TEST_TAGS="$(printf '/%s,' ${ADDONS//,/ })"
+TEST_TAGS="${TEST_TAGS%,}"
 
 DB="ows_addon_test_$$_$(date +%s)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ows_addon_test.XXXXXX")"
@@ -82,14 +93,14 @@ ODOO_ARGS=(
 
 createdb "$DB"
 
-# 1. The addon's own tests (TransactionCase, HttpCase, concurrency) on a fresh database.
+# 1. The addons' own tests (TransactionCase, HttpCase, tours, concurrency) on a fresh database.
 TEST_PORT="$(free_port)"
 TEST_LOG="$WORK/odoo-tests.log"
-echo "== odoo: installing open_workshop_mqtt and running its tests (db $DB)"
+echo "== odoo: installing $ADDONS and running their tests (db $DB)"
 set +e
 "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" "${ODOO_ARGS[@]}" \
     --http-port="$TEST_PORT" --gevent-port="$(free_port)" \
-    -i open_workshop_mqtt --test-tags /open_workshop_mqtt --stop-after-init \
+    -i "$ADDONS" --test-tags "$TEST_TAGS" --stop-after-init \
     >"$TEST_LOG" 2>&1
 odoo_rc=$?
 set -e
@@ -103,7 +114,7 @@ if [[ $odoo_rc -ne 0 ]] || grep -qE " (ERROR|CRITICAL) | FAIL: " "$TEST_LOG" \
 fi
 ran="$(grep -oE "of [0-9]+ tests" "$TEST_LOG" | tail -1 | grep -oE "[0-9]+")"
 skipped="$(grep -cE " INFO .* skipped .* : " "$TEST_LOG" || true)"
-echo "odoo addon tests: $((ran - skipped)) passed, $skipped skipped, 0 failed"
+echo "odoo addon tests ($ADDONS): $((ran - skipped)) passed, $skipped skipped, 0 failed"
 # Tours run in a real browser (Debian's chromium); Odoo skips them only when none can start.
 tours="$(grep -oE "TOUR [a-z0-9_]+ SUCCEEDED" "$TEST_LOG" | sort -u | awk '{print $2}' | paste -sd' ' || true)"
 echo "browser tours passed: ${tours:-none}"
@@ -112,7 +123,32 @@ if grep -qE " INFO .* skipped .* : " "$TEST_LOG"; then
     grep -E " INFO .* skipped .* : " "$TEST_LOG" | sed -E 's/^.* skipped /  /' >&2
 fi
 
-# 2. Seed two bridges with a device each, then serve the database.
+# 2. The committed translation templates are the ones Odoo exports from this code.
+POT_ADDONS=""
+for m in ${ADDONS//,/ }; do
+    [[ -f "$REPO/odoo/$m/i18n/$m.pot" ]] && POT_ADDONS="$POT_ADDONS,$m"
+done
+if [[ -n "$POT_ADDONS" ]]; then
+    mkdir -p "$WORK/pot"
+    POT_MODULES="${POT_ADDONS#,}" POT_DIR="$WORK/pot" POT_FLAT=1 \
+        "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" shell "${ODOO_ARGS[@]}" --no-http \
+        <"$REPO/odoo/export_pot.py" >"$WORK/pot.out" 2>"$WORK/pot.log"
+    stale=""
+    for m in ${POT_ADDONS//,/ }; do
+        if ! cmp -s "$WORK/pot/$m.pot" "$REPO/odoo/$m/i18n/$m.pot"; then
+            stale="$stale $m"
+            diff -u "$REPO/odoo/$m/i18n/$m.pot" "$WORK/pot/$m.pot" | head -30 >&2 || true
+        fi
+    done
+    if [[ -n "$stale" ]]; then
+        echo "translation templates out of date:$stale (regenerate with odoo/export_pot.py," \
+            "then update i18n/de.po)" >&2
+        exit 1
+    fi
+    echo "translation templates up to date:${POT_ADDONS//,/ }"
+fi
+
+# 3. Seed two bridges with a device each, then serve the database.
 echo "== odoo: seeding two bridges"
 "$ODOO_PYTHON" "$ODOO_HOME/odoo-bin" shell "${ODOO_ARGS[@]}" --no-http \
     <"$REPO/odoo/seed_contract.py" >"$WORK/seed.out" 2>"$WORK/seed.log"
@@ -156,7 +192,7 @@ if [[ "$code" != "401" ]]; then
     exit 1
 fi
 
-# 3. The contract suite, unchanged, against the live Odoo (events and the live-state status).
+# 4. The contract suite, unchanged, against the live Odoo (events and the live-state status).
 echo "== contract suite against real Odoo"
 set -a
 # shellcheck disable=SC1091

@@ -1,4 +1,5 @@
-# Seeds two bridges with a device each for the contract suite; run through
+# Seeds two bridges with a device each for the contract suite (ours paired with a badge
+# reader, which needs open_workshop_mqtt_badge installed); run through
 #   odoo-bin shell -d DB --no-http < odoo/seed_contract.py
 # It prints CONTRACT_* assignments (tokens in clear: test database only) on stdout.
 # `env` is provided by odoo-bin shell.
@@ -24,6 +25,8 @@ foreign = Device.create({
     "mqtt_topic": f"foreign-{suffix}/status/switch:0",
     "parser_type": "shelly_gen2",
 })
+if "badge_reader_topic" in Device._fields:  # open_workshop_mqtt_badge: a Tasmota reader
+    device.badge_reader_topic = f"contract-{suffix}/reader/SENSOR"
 token = ours._generate_token()
 foreign_token = theirs._generate_token()
 env.cr.commit()  # noqa: F821

@@ -475,10 +475,17 @@ def test_stop_waits_for_the_commit_in_flight_and_acknowledges_it(tmp_path: Path)
     run(go())
 
 
-def test_the_debug_line_names_the_power_only_when_the_message_carried_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="iot_bridge.intake")
+def test_the_debug_line_names_the_power_only_when_the_message_carried_one(tmp_path: Path) -> None:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("iot_bridge.intake")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)  # on the logger itself: other tests' root handlers do not matter
+    logger.setLevel(logging.DEBUG)
 
     async def go() -> None:
         async with rig(tmp_path) as r:
@@ -487,9 +494,12 @@ def test_the_debug_line_names_the_power_only_when_the_message_carried_one(
             r.source.publish((TOPIC, pm1(120.5)), ("m1/online", b"true"))
             await r.run(0.1)
 
-    run(go())
-    lines = [m for m in caplog.messages if m.startswith("Message received")]
-    assert lines == [
+    try:
+        run(go())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [m for m in lines if m.startswith("Message received")] == [
         "Message received: topic=m1/status/pm1:0, power=120.5W",
         "Message received: topic=m1/online (no power value)",
     ]

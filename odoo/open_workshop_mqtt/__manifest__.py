@@ -21,6 +21,7 @@ Bridges authenticate with a bearer token that is stored hashed and shown once.
         "security/security.xml",
         "security/ir.model.access.csv",
         "data/iot_alert_data.xml",
+        "data/ir_cron_data.xml",
         "wizard/bridge_token_wizard_views.xml",
         "views/iot_bridge_views.xml",
         "views/iot_device_views.xml",

@@ -116,6 +116,11 @@ def new_uid() -> str:
     return str(uuid.uuid4())
 
 
+def new_badge_uid() -> str:
+    """A fresh 7-byte UID as a PN532 reads it (upper-case hex): unknown to any server."""
+    return uuid.uuid4().hex[:14].upper()
+
+
 def make_event(
     device_id: str,
     event_type: str = "power_measurement",
@@ -127,6 +132,12 @@ def make_event(
     if payload is None:
         if event_type in ("run_start", "run_stop"):
             payload = {"session_id": new_uid(), "power_w": 120.5, "reason": "power_threshold"}
+        elif event_type == "badge_scan":
+            payload = {
+                "badge_uid": new_badge_uid(),
+                "scanned_at": ts or now_ts(),
+                "reader": "PN532",
+            }
         else:
             payload = {"apower": 120.5, "voltage": 234.7, "current": 0.289}
     return {
@@ -177,6 +188,19 @@ def run_stop(
             "max_power_w": 130.0,
             "avg_power_w": 110.2,
         },
+    )
+
+
+def badge_scan(
+    device_id: str, badge_uid: str, scanned_at: str | None = None, reader: str | None = "PN532"
+) -> dict[str, Any]:
+    """A ``badge_scan`` event; ``ts`` is the scan time, as the bridge sends it."""
+    ts = scanned_at or now_ts()
+    return make_event(
+        device_id,
+        "badge_scan",
+        {"badge_uid": badge_uid, "scanned_at": ts, "reader": reader},
+        ts=ts,
     )
 
 

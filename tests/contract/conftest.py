@@ -44,6 +44,7 @@ def _fake_devices(device_id: str = FAKE_DEVICE_ID) -> list[dict[str, object]]:
                 "stop_debounce_s": 15,
                 "message_timeout_s": 20,
             },
+            "badge_reader": {"mqtt_topic": "contract/reader/SENSOR", "format": "tasmota"},
         }
     ]
 

@@ -19,7 +19,9 @@ from tests.contract._client import (
     Api,
     Response,
     Target,
+    badge_scan,
     make_event,
+    new_badge_uid,
     new_uid,
     run_start,
     run_stop,
@@ -34,6 +36,7 @@ SESSION_CONFIG_KEYS = {
     "message_timeout_s",
 }
 PARSER_TYPES = {"shelly_pm_mini_g3", "shelly_gen2", "shelly_gen1", "tasmota", "generic"}
+BADGE_READER_FORMATS = {"tasmota", "generic"}
 
 
 def assert_json(resp: Response, status: int) -> Any:
@@ -143,6 +146,31 @@ def test_config_shape(api: Api, target: Target) -> None:
                 assert isinstance(parser_config["channel"], int)
             if "energy_unit" in parser_config:
                 assert parser_config["energy_unit"] in {"Wh", "kWh", "Wmin"}
+        if "badge_reader" in device:
+            assert_badge_reader(device["badge_reader"])
+
+
+def assert_badge_reader(reader: Any) -> None:
+    assert isinstance(reader, dict)
+    assert isinstance(reader["mqtt_topic"], str)
+    assert reader["mqtt_topic"]
+    assert not set("+#") & set(reader["mqtt_topic"])
+    assert reader["format"] in BADGE_READER_FORMATS
+    if reader["format"] == "generic":
+        assert set(reader) == {"mqtt_topic", "format", "uid_path"}
+        assert isinstance(reader["uid_path"], str)
+        assert reader["uid_path"]
+        assert all(reader["uid_path"].split("."))
+    else:
+        assert set(reader) == {"mqtt_topic", "format"}
+
+
+def test_config_serves_the_paired_badge_reader(api: Api, target: Target) -> None:
+    """The contract device is paired with a Tasmota reader (seeded so on both servers)."""
+    body = assert_json(api.get_config(), 200)
+    device = next(d for d in body["devices"] if d["device_id"] == target.device_id)
+    assert device["badge_reader"]["format"] == "tasmota"
+    assert_badge_reader(device["badge_reader"])
 
 
 def test_config_hides_other_bridges_devices(api: Api, target: Target) -> None:
@@ -159,7 +187,7 @@ def test_config_version_is_stable_without_changes(api: Api) -> None:
 # --------------------------------------------------------------------------- POST /ows/iot/event
 
 
-@pytest.mark.parametrize("event_type", ["power_measurement", "run_start", "run_stop"])
+@pytest.mark.parametrize("event_type", ["power_measurement", "run_start", "run_stop", "badge_scan"])
 def test_event_created_then_duplicate(api: Api, target: Target, event_type: str) -> None:
     event = make_event(target.device_id, event_type)
     assert_created(api.post_event(event), event["event_uid"])
@@ -342,6 +370,89 @@ def test_concurrent_duplicates_store_once(api: Api, target: Target) -> None:
     assert statuses == [200] * (n - 1) + [201], [(r.status, r.raw[:200]) for r in answers]
     for resp in answers:
         assert resp.json()["event_uid"] == event["event_uid"]
+
+
+# --------------------------------------------------------------------------- badge_scan
+
+
+def test_badge_scan_of_an_unknown_badge_is_stored(api: Api, target: Target) -> None:
+    event = badge_scan(target.device_id, new_badge_uid())
+    assert_created(api.post_event(event), event["event_uid"])
+    assert_duplicate(api.post_event(event), event["event_uid"])
+
+
+@pytest.mark.parametrize("reader", ["PN532", "RDM6300", None])
+def test_badge_scan_readers(api: Api, target: Target, reader: str | None) -> None:
+    event = badge_scan(target.device_id, new_badge_uid(), reader=reader)
+    assert_created(api.post_event(event), event["event_uid"])
+
+
+def test_badge_scan_without_reader_key(api: Api, target: Target) -> None:
+    event = badge_scan(target.device_id, new_badge_uid())
+    del event["payload"]["reader"]
+    assert_created(api.post_event(event), event["event_uid"])
+
+
+def test_badge_scan_same_badge_twice_is_two_scans(api: Api, target: Target) -> None:
+    uid = new_badge_uid()
+    first = badge_scan(target.device_id, uid, "2026-03-02T09:00:00.000Z")
+    second = badge_scan(target.device_id, uid, "2026-03-02T09:00:05.000Z")
+    assert_created(api.post_event(first), first["event_uid"])
+    assert_created(api.post_event(second), second["event_uid"])
+
+
+def _badge_payload(**changes: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(event: dict[str, Any]) -> None:
+        event["event_type"] = "badge_scan"
+        event["payload"] = {"badge_uid": new_badge_uid(), "scanned_at": event["ts"],
+                            "reader": "PN532"}  # fmt: skip
+        for key, value in changes.items():
+            if value is _MISSING:
+                event["payload"].pop(key, None)
+            else:
+                event["payload"][key] = value
+
+    return mutate
+
+
+INVALID_BADGE_SCANS = [
+    pytest.param(_badge_payload(badge_uid=_MISSING), id="badge_uid-missing"),
+    pytest.param(_badge_payload(badge_uid=""), id="badge_uid-empty"),
+    pytest.param(_badge_payload(badge_uid="   "), id="badge_uid-blank"),
+    pytest.param(_badge_payload(badge_uid=4711), id="badge_uid-number"),
+    pytest.param(_badge_payload(badge_uid=None), id="badge_uid-null"),
+    pytest.param(_badge_payload(badge_uid="A" * 129), id="badge_uid-too-long"),
+    pytest.param(_badge_payload(scanned_at=_MISSING), id="scanned_at-missing"),
+    pytest.param(_badge_payload(scanned_at="2026-03-02 09:00:00"), id="scanned_at-space"),
+    pytest.param(_badge_payload(scanned_at=1772442000), id="scanned_at-number"),
+    pytest.param(_badge_payload(scanned_at="2026-02-30T09:00:00.000Z"), id="scanned_at-no-day"),
+    pytest.param(_badge_payload(reader=532), id="reader-number"),
+    pytest.param(_badge_payload(reader={"model": "PN532"}), id="reader-object"),
+]
+
+
+@pytest.mark.parametrize("mutate", INVALID_BADGE_SCANS)
+def test_invalid_badge_scan(
+    api: Api, target: Target, mutate: Callable[[dict[str, Any]], None]
+) -> None:
+    event = make_event(target.device_id)
+    mutate(event)
+    assert_invalid(api.post_event(event))
+    results = assert_json(api.post_events([event]), 200)["results"]
+    assert [r["status"] for r in results] == ["invalid_event"]
+
+
+def test_badge_scan_of_another_bridges_device_is_unknown(api: Api, target: Target) -> None:
+    event = badge_scan(target.foreign_device_id, new_badge_uid())
+    assert assert_json(api.post_event(event), 404)["error"] == "unknown_device"
+
+
+def test_batch_with_badge_scan_and_session(api: Api, target: Target) -> None:
+    session_id = new_uid()
+    scan = badge_scan(target.device_id, new_badge_uid(), "2026-03-02T10:00:00.000Z")
+    start = run_start(target.device_id, session_id, started_at="2026-03-02T10:00:30.000Z")
+    results = assert_json(api.post_events([scan, start, scan]), 200)["results"]
+    assert [r["status"] for r in results] == ["created", "created", "duplicate"]
 
 
 # --------------------------------------------------------------------------- batch

@@ -44,6 +44,7 @@ __all__ = [
     "STATUS_STATES",
     "FakeOdoo",
     "RequestRecord",
+    "normalise_badge_uid",
     "validate_event",
     "validate_status",
 ]
@@ -57,7 +58,9 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_DEPTH = 32
 MAX_ABS_NUMBER = 1e15
-EVENT_TYPES = frozenset({"run_start", "run_stop", "power_measurement"})
+EVENT_TYPES = frozenset({"run_start", "run_stop", "power_measurement", "badge_scan"})
+MAX_BADGE_UID = 128
+_HEX_GROUPS = re.compile(r"^[0-9A-F]{2}([ :\-][0-9A-F]{2})+$")
 SESSION_EVENT_TYPES = frozenset({"run_start", "run_stop"})
 SESSION_NUMBERS = (
     "power_w", "duration_s", "working_s", "standby_s", "energy_wh", "max_power_w", "avg_power_w",
@@ -134,6 +137,33 @@ def validate_event(event: Any) -> str | None:
         return f"payload is larger than {MAX_PAYLOAD_BYTES} bytes"
     if event_type in SESSION_EVENT_TYPES:
         return _check_session_fields(payload)
+    if event_type == "badge_scan":
+        return _validate_badge_scan(payload)
+    return None
+
+
+def normalise_badge_uid(value: Any) -> str | None:
+    """A badge UID as Odoo keys it (``odoo-api.md``, "badge_scan"): trimmed, upper-case, hex
+    byte pairs without separators; ``None`` unless a non-empty string."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    if _HEX_GROUPS.match(text):
+        text = re.sub(r"[ :\-]", "", text)
+    return text or None
+
+
+def _validate_badge_scan(payload: dict[str, Any]) -> str | None:
+    uid = normalise_badge_uid(payload.get("badge_uid"))
+    if uid is None:
+        return "badge_scan payload needs a non-empty string badge_uid"
+    if len(uid) > MAX_BADGE_UID:
+        return f"badge_uid must be at most {MAX_BADGE_UID} characters"
+    if _parse_ts(payload.get("scanned_at")) is None:
+        return "badge_scan payload needs scanned_at, a UTC timestamp 'YYYY-MM-DDTHH:MM:SS.mmmZ'"
+    reader = payload.get("reader")
+    if reader is not None and not isinstance(reader, str):
+        return "badge_scan reader must be a string or null"
     return None
 
 

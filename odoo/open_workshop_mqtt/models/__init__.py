@@ -7,3 +7,4 @@ from . import iot_status
 from . import iot_discovered_plug
 from . import machine_session
 from . import ir_websocket
+from . import iot_event_retention

@@ -464,6 +464,12 @@ class IotDevice(models.Model):
         self.env["ows.iot.discovered.plug"]._mark_configured(devices)
         return devices
 
+    @api.model
+    def _config_fields(self):
+        """Fields whose change alters this device's config entry; addons that extend
+        ``_config_entry`` add theirs, so that ``config_version`` moves with them."""
+        return CONFIG_FIELDS
+
     def write(self, vals):
         if SESSION_CONFIG_FIELDS_SET.intersection(vals):
             for device in self:
@@ -471,7 +477,7 @@ class IotDevice(models.Model):
                 error = session_config_error(self.env, merged)
                 if error:
                     raise ValidationError(f"{device.machine_name or device.device_id}: {error}")
-        if not CONFIG_FIELDS.intersection(vals):
+        if not self._config_fields().intersection(vals):
             return super().write(vals)
         old_bridges = self.bridge_id
         result = super().write(vals)

@@ -64,8 +64,12 @@ def parse_any_ts(value):
     return parsed
 
 
-def validate_event(event):
-    """None for a valid Unified Event Schema v1 event, else the reason."""
+def validate_event(event, event_types=EVENT_TYPE_KEYS):
+    """None for a valid Unified Event Schema v1 event, else the reason.
+
+    ``event_types`` are the accepted types: the core's, or (from ``_ingest``) every type
+    registered on the ``event_type`` selection, including those added by other addons.
+    """
     if not isinstance(event, dict):
         return "event must be a JSON object"
     if event.get("schema_version") != "v1":
@@ -81,8 +85,8 @@ def validate_event(event):
     if not isinstance(device_id, str) or not device_id.strip():
         return "device_id must be a non-empty string"
     event_type = event.get("event_type")
-    if event_type not in EVENT_TYPE_KEYS:
-        return "event_type must be one of " + ", ".join(sorted(EVENT_TYPE_KEYS))
+    if event_type not in event_types:
+        return "event_type must be one of " + ", ".join(sorted(event_types))
     payload = event.get("payload")
     if not isinstance(payload, dict):
         return "payload must be a JSON object"
@@ -171,12 +175,12 @@ class IotEvent(models.Model):
         it was stored for the same bridge and device, and ``conflict`` when not (ids are uuid5
         values of public inputs: another bridge must not claim them). A run_start/run_stop whose
         session is another device's is a ``conflict`` too. If a concurrent transaction committed
-        the same uid after ours began (REPEATABLE READ), the INSERT fails with a serialization
-        error on the conflict, which also means ``duplicate``. Everything one event writes runs
+        the same uid after ours began (REPEATABLE READ), the INSERT fails to serialize and Odoo
+        replays the request, which answers ``duplicate``. Everything one event writes runs
         in one savepoint, so the outcome of one event never spoils the next, and data that
         PostgreSQL still refuses is that event's ``invalid_event``, never the batch's 500.
         """
-        reason = validate_event(event)
+        reason = validate_event(event, self._event_type_keys()) or self._validate_payload(event)
         if reason is not None:
             return INVALID, reason
         device = self._find_device(bridge, event["device_id"], device_cache)
@@ -233,19 +237,40 @@ class IotEvent(models.Model):
                     log_exceptions=False,
                 )
                 row = cr.fetchone()
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
-            # The same uid, committed by a concurrent request after our snapshot.
+        except psycopg2.errors.UniqueViolation:
             return DUPLICATE, None
+        # A SerializationFailure is not caught: it is no answer. It comes from the same uid
+        # committed by a concurrent request after our snapshot, but just as well from the
+        # foreign-key check of the bridge row that a concurrent request of the same bridge
+        # updated (its last contact): an event never stored would be answered "duplicate" and
+        # dropped by the bridge. Odoo replays the request, which then answers truthfully.
         if row is None:
             # stored between our ownership check and the INSERT (same transaction snapshot)
             owner = self._owner_of(event["event_uid"])
             if owner not in (None, (bridge.id, device.id)):
                 return CONFLICT, UID_CONFLICT
             return DUPLICATE, None
-        record = self.browse(row[0])
+        self._process_event(self.browse(row[0]), device, event)
+        return CREATED, None
+
+    # ------------------------------------------------------------------ event types (hooks)
+    # Another addon adds an event type with ``selection_add`` on ``event_type`` and extends
+    # ``_validate_payload`` and ``_process_event`` for it (calling super for the others).
+    @api.model
+    def _event_type_keys(self):
+        """The accepted event types: the selection, as extended by the installed addons."""
+        return {key for key, _label in self._fields["event_type"].selection}
+
+    @api.model
+    def _validate_payload(self, event):
+        """Type-specific checks of an event that passed ``validate_event``: None or the reason."""
+        return None
+
+    @api.model
+    def _process_event(self, record, device, event):
+        """Act on an event stored just now (once per ``event_uid``)."""
         if event["event_type"] in SESSION_EVENT_TYPES:
             self.env["ows.machine.session"]._apply_event(record, device, event)
-        return CREATED, None
 
     @api.model
     def _owner_of(self, event_uid):

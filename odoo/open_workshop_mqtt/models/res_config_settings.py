@@ -10,6 +10,8 @@ ALERT_GROUP_PARAM = "open_workshop_mqtt.alert_group_id"
 DEFAULT_BRIDGE_SILENCE_MIN = 5
 # Above Tasmota's default TelePeriod (300 s): a plug that reports every 5 minutes is not silent.
 DEFAULT_PLUG_SILENCE_MIN = 10
+RETENTION_PARAM = "open_workshop_mqtt.measurement_retention_days"
+DEFAULT_RETENTION_DAYS = 30
 
 AlertSettings = namedtuple("AlertSettings", "bridge_silence plug_silence group")
 
@@ -68,6 +70,14 @@ class ResConfigSettings(models.TransientModel):
         config_parameter=ALERT_GROUP_PARAM,
         help="The members of this group get an activity when a bridge or a plug goes silent, "
         "once per incident; it is marked done when it recovers. Default: Workshop IoT / Manager.",
+    )
+
+    ows_measurement_retention_days = fields.Integer(
+        string="Keep Power Measurements (days)",
+        config_parameter=RETENTION_PARAM,
+        default=DEFAULT_RETENTION_DAYS,
+        help="Forwarded power_measurement events older than this are deleted every night "
+        "(0 keeps them for ever). Run events and sessions are always kept.",
     )
 
     @api.model

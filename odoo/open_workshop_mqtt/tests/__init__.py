@@ -9,3 +9,4 @@ from . import test_discovery
 from . import test_board
 from . import test_validation_and_reports
 from . import test_tours
+from . import test_retention

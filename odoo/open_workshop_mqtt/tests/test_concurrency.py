@@ -1,6 +1,8 @@
 import threading
 import uuid
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, tagged
@@ -83,11 +85,52 @@ class TestConcurrentDuplicates(BaseCase):
         event = make_event(self.device_code, "run_start",
                            {"session_id": str(uuid.uuid4()), "power_w": 100})
         results = self._race(event, event)
-        self.assertEqual(results, {"a": ("created", None), "b": ("duplicate", None)})
+        # B cannot see A's uid from its snapshot: it fails to serialize (repr below), and the
+        # request's replay answers duplicate
+        self.assertEqual(results["a"], ("created", None))
+        self.assertIn("SerializationFailure", results["b"])
+        self.assertEqual(self._replay(event), ("duplicate", None))
         self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 1)
         self.assertEqual(
             self._count(("ows_machine_session", "session_id"), event["payload"]["session_id"]), 1
         )
+
+    def _replay(self, event):
+        """The request again, as Odoo replays one that failed to serialize."""
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            result = self._ingest(env, event)
+            env.flush_all()
+            return result
+
+    def test_event_after_a_concurrent_last_contact_is_no_duplicate(self):
+        """Two requests of one bridge overlap (a status and a batch): the first records the
+        bridge's last contact and commits while the second runs on an older snapshot. The
+        second's INSERT then fails to serialize on the bridge row; that is no duplicate (its
+        events were never stored, and the bridge would drop them): it propagates, and the
+        replayed request stores them."""
+        with self.registry.cursor() as cr:
+            cr.execute("UPDATE ows_iot_bridge SET last_contact = NULL WHERE id = %s",
+                       (self.bridge_id,))
+        event = make_event(self.device_code)
+        cr_a, cr_b = self.registry.cursor(), self.registry.cursor()
+        try:
+            env_a = api.Environment(cr_a, SUPERUSER_ID, {})
+            env_b = api.Environment(cr_b, SUPERUSER_ID, {})
+            cr_b.execute("SELECT 1")  # B's REPEATABLE READ snapshot is taken now
+            env_a["ows.iot.bridge"].browse(self.bridge_id)._touch_last_contact()
+            cr_a.commit()
+            bridge_b = env_b["ows.iot.bridge"].browse(self.bridge_id)
+            bridge_b._touch_last_contact()  # as the controller does: skipped, changed under us
+            with self.assertRaises(psycopg2.errors.SerializationFailure):
+                env_b["ows.iot.event"]._ingest(bridge_b, event)
+            cr_b.rollback()
+        finally:
+            cr_a.close()
+            cr_b.close()
+        self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 0)
+        self.assertEqual(self._replay(event), ("created", None))
+        self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 1)
 
     def test_sequential_transactions(self):
         event = make_event(self.device_code)

@@ -1,0 +1,3 @@
+from . import maintenance_equipment
+from . import iot_device
+from . import machine_session
