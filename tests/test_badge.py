@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from iot_bridge.errors import ParseError
@@ -66,3 +70,49 @@ def test_generic_readers_read_the_uid_at_its_path() -> None:
     assert parse_scan(b'"0043202D"', GENERIC).badge_uid == "0043202D"
     with pytest.raises(ParseError, match="must be a string"):
         parse_scan(b'{"card":{"uid":[1]}}', GENERIC)
+
+
+# -- real reader payloads (tests/fixtures/payloads, "badge" in expected_readings.json) ---------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected_readings.json").read_text())
+
+
+def _reader_cases() -> list[Any]:
+    out = []
+    for name, cases in EXPECTED.items():
+        for i, case in enumerate(cases if not name.startswith("_") else []):
+            if "badge" in case:
+                out.append(pytest.param(name, case, id=f"{name}#{i}"))
+    return out
+
+
+def _payload(name: str, case: dict[str, Any]) -> bytes:
+    raw = (FIXTURES / "payloads" / name).read_bytes()
+    doc = json.loads(raw) if raw.strip().startswith(b"{") else None
+    if isinstance(doc, dict) and "_envelope" in doc:
+        return str(doc["payload_text"]).encode()
+    return raw
+
+
+@pytest.mark.parametrize(("name", "case"), _reader_cases())
+def test_real_reader_payloads_scan_as_expected(name: str, case: dict[str, Any]) -> None:
+    expect = case["badge"]
+    payload = _payload(name, case)
+    if expect is None:  # not a scan: either nothing, or a message the reader broke
+        try:
+            scan = parse_scan(payload, TASMOTA if "tasmota" in name else GENERIC)
+        except ParseError:
+            return
+        assert scan.badge_uid is None
+        return
+    reader = ReaderConfig(case["topic"], expect["format"], expect.get("uid_path"))
+    scan = parse_scan(payload, reader)
+    assert scan.badge_uid == expect["badge_uid"]
+    assert scan.reader == expect["reader"]
+
+
+def test_there_are_real_payloads_for_every_reader_model() -> None:
+    models = {c["badge"]["reader"] for _, cases in EXPECTED.items() if isinstance(cases, list)
+              for c in cases if isinstance(c, dict) and c.get("badge")}  # fmt: skip
+    assert {"PN532", "RDM6300", "RC522", None} <= models

@@ -26,6 +26,7 @@ def entry(device_id: str = "laser-1", **extra: Any) -> dict[str, Any]:
         "machine_name": "Laser",
         "session_config": {"strategy": "power_threshold", "standby_threshold_w": 10},
         "parser_config": {"channel": 0},
+        "badge_reader": {"mqtt_topic": f"tele/{device_id}-reader/SENSOR", "format": "tasmota"},
     }
     doc.update(extra)
     return doc
@@ -42,6 +43,8 @@ def rejected(doc: dict[str, Any]) -> str:
 def test_every_known_key_is_accepted() -> None:
     device = device_from_json(entry())
     assert device.session.standby_threshold_w == 10.0
+    assert device.reader is not None
+    assert device.reader.mqtt_topic == "tele/laser-1-reader/SENSOR"
     assert set(entry()) == DEVICE_KEYS  # the helper above uses every key a device entry has
 
 
@@ -67,8 +70,8 @@ def test_every_known_key_is_accepted() -> None:
         ),
         (
             lambda d: d.update(colour="red"),
-            "device 'laser-1': unknown key 'colour' (known: device_id, machine_name, "
-            "mqtt_topic, parser_config, parser_type, session_config)",
+            "device 'laser-1': unknown key 'colour' (known: badge_reader, device_id, "
+            "machine_name, mqtt_topic, parser_config, parser_type, session_config)",
         ),
         (
             lambda d: d["parser_config"].update(chanel=1, zzz=2),
@@ -134,3 +137,18 @@ def test_top_level_keys_other_than_devices_are_not_refused() -> None:
     devices = device_set_from_json({"config_version": "3", "devices": [entry()], "note": "x"})
     assert devices.errors == ()
     assert len(devices.devices) == 1
+
+
+@pytest.mark.parametrize(
+    ("reader", "message"),
+    [
+        ({"mqtt_topic": "tele/r/SENSOR", "format": "nfc"}, "badge_reader.format must be one of"),
+        ({"mqtt_topic": "tele/+/SENSOR", "format": "tasmota"}, "has a wildcard"),
+        ({"mqtt_topic": "r/scan", "format": "generic"}, "uid_path must be a non-empty string"),
+        ({"mqtt_topic": "r", "format": "tasmota", "uid_path": "a"}, "for generic readers only"),
+        ({"mqtt_topic": "r", "format": "tasmota", "topic": "x"}, "unknown key 'topic'"),
+        ("tele/r/SENSOR", "badge_reader must be an object"),
+    ],
+)
+def test_a_bad_badge_reader_rejects_its_device(reader: object, message: str) -> None:
+    assert message in rejected(entry(badge_reader=reader))

@@ -275,3 +275,65 @@ def test_only_changes_a_restart_must_keep_make_the_store_write() -> None:
     p.take_dirty_states()
     p.handle(topic, status(500), T0 + 62)  # inside the open session: its figures move
     assert set(p.take_dirty_states()) == {"saw-0"}
+
+
+# -- badge readers ------------------------------------------------------------------------------
+
+READER = "tele/reader1/SENSOR"
+
+
+def with_reader(entry: dict[str, Any], topic: str = READER) -> dict[str, Any]:
+    return entry | {"badge_reader": {"mqtt_topic": topic, "format": "tasmota"}}
+
+
+def pn532(uid: str, time: str = "2027-01-15T09:00:00") -> bytes:
+    return json.dumps({"Time": time, "PN532": {"UID": uid}}).encode()
+
+
+def test_a_scan_at_the_reader_is_a_badge_scan_event_of_the_machine() -> None:
+    p = Pipeline()
+    p.apply(devices(with_reader(shelly("laser"))), T0)
+    assert READER in p.subscriptions()
+    (scan,) = p.handle(READER, pn532("94:d8:fc:5f"), T0 + 1)
+    assert (scan.event_type, scan.device_id) == ("badge_scan", "laser-0")
+    assert scan.payload == {"badge_uid": "94D8FC5F", "scanned_at": format_ts(T0 + 1),
+                            "reader": "PN532"}  # fmt: skip
+    assert scan.ts == T0 + 1
+    again = p.handle(READER, pn532("94D8FC5F"), T0 + 5)  # the same badge later: another scan
+    assert again[0].event_uid != scan.event_uid
+    assert p.handle(READER, b'{"Time":"2027-01-15T09:00:10"}', T0 + 10) == ()  # no card
+    assert p.stats.unrouted == 0
+
+
+def test_one_tasmota_that_meters_and_reads_badges_on_one_topic() -> None:
+    tasmota = {"device_id": "cnc", "mqtt_topic": "tele/cnc/SENSOR", "parser_type": "tasmota",
+               "session_config": FAST}  # fmt: skip
+    p = Pipeline()
+    p.apply(devices(with_reader(tasmota, "tele/cnc/SENSOR")), T0)
+    both = b'{"Time":"2027-01-15T09:00:00","ENERGY":{"Power":500,"Total":1.0},"RDM6300":{"UID":"0043202D"}}'  # noqa: E501
+    events = p.handle("tele/cnc/SENSOR", both, T0)
+    assert [e.event_type for e in events] == ["badge_scan"]
+    assert p.detector("cnc").power_w == 500.0  # the same message was a reading too
+
+
+def test_retained_and_broken_reader_messages_are_no_scans() -> None:
+    p = Pipeline()
+    p.apply(devices(with_reader(shelly("laser"))), T0)
+    assert p.handle(READER, pn532("94D8FC5F"), T0, retain=True) == ()
+    assert p.handle(READER, b'{"PN532":{"UID":7}}', T0 + 1) == ()
+    assert p.stats.device_errors["laser-0"] == 1
+    assert "badge reader: PN532.UID must be a string" in p.stats.last_error["laser-0"]
+
+
+def test_a_scan_from_the_backlog_keeps_the_readers_own_time() -> None:
+    p = Pipeline()
+    p.apply(devices(with_reader(shelly("laser"))), T0)
+    # live: the reader's teleperiod (no card) teaches its clock, local time one hour ahead
+    p.handle(READER, b'{"Time":"2027-01-15T09:00:00"}', 1_800_000_000.0)
+    p.disconnected(1_800_000_100.0, observed=False)
+    p.connected_at(1_800_000_900.0, session_present=True)
+    (scan,) = p.handle(READER, pn532("94D8FC5F", "2027-01-15T09:05:00"), 1_800_000_901.0)
+    assert scan.payload["scanned_at"] == format_ts(1_800_000_300.0)  # when it was badged
+    state = p.take_dirty_states()["laser-0"]
+    assert state is not None
+    assert state["reader"]["last_seen"] == 1_800_000_300.0  # persisted with the device

@@ -21,8 +21,9 @@ from typing import Any
 
 from iot_bridge.errors import ConfigError
 from iot_bridge.parsers import PARSERS, ParserOptions
+from iot_bridge.parsers.badge import READER_FORMATS, ReaderConfig
 from iot_bridge.parsers.base import DEFAULT_MAX_POWER_W, ENERGY_TO_WH
-from iot_bridge.topics import filter_problem
+from iot_bridge.topics import filter_problem, is_wildcard
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,11 @@ class DeviceConfig:
     machine_name: str = ""
     session: SessionConfig = field(default_factory=SessionConfig)
     parser: ParserOptions = field(default_factory=ParserOptions)
+    reader: ReaderConfig | None = None  # a badge reader next to the machine
 
     def subscriptions(self) -> tuple[str, ...]:
-        """Topic filters this device needs, as its parser family defines them."""
+        """Topic filters this device's meter needs, as its parser family defines them (the
+        reader's topic is not among them: its messages go to the badge parser)."""
         return PARSERS[self.parser_type].subscriptions(self.mqtt_topic)
 
 
@@ -174,9 +177,38 @@ def parser_options_from_json(obj: object, where: str = "parser_config") -> Parse
     )
 
 
+READER_KEYS = frozenset({"mqtt_topic", "format", "uid_path"})
+"""``badge_reader``: what :func:`reader_from_json` reads."""
+
+
+def reader_from_json(obj: object, where: str = "badge_reader") -> ReaderConfig | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    _check_keys(obj, READER_KEYS, where)
+    topic = _text(obj, "mqtt_topic", where)
+    problem = filter_problem(topic)
+    if problem is None and is_wildcard(topic):
+        problem = "has a wildcard: a reader is one topic"
+    if problem is not None:
+        shown = topic if len(topic) <= 80 else topic[:77] + "..."
+        raise ConfigError(f"{where}.mqtt_topic {shown!r} {problem}")
+    fmt = obj.get("format")
+    if fmt not in READER_FORMATS:
+        raise ConfigError(f"{where}.format must be one of {', '.join(READER_FORMATS)}, got {fmt!r}")
+    uid_path = obj.get("uid_path")
+    if fmt == "generic" and (not isinstance(uid_path, str) or not uid_path):
+        raise ConfigError(f"{where}.uid_path must be a non-empty string for a generic reader")
+    if fmt == "tasmota" and uid_path is not None:
+        raise ConfigError(f"{where}.uid_path is for generic readers only")
+    return ReaderConfig(topic, fmt, uid_path)
+
+
 DEVICE_KEYS = frozenset(
-    {"device_id", "mqtt_topic", "parser_type", "machine_name", "session_config", "parser_config"}
-)
+    {"device_id", "mqtt_topic", "parser_type", "machine_name", "session_config",
+     "parser_config", "badge_reader"}
+)  # fmt: skip
 """A device entry: what :func:`device_from_json` reads."""
 
 
@@ -207,6 +239,7 @@ def device_from_json(obj: object, position: int | None = None) -> DeviceConfig:
             machine_name=_text(obj, "machine_name", "", required=False),
             session=session_config_from_json(obj.get("session_config")),
             parser=parser_options_from_json(obj.get("parser_config")),
+            reader=reader_from_json(obj.get("badge_reader")),
         )
         # the configured topic and what its parser family adds (online, events/rpc ...)
         for topic_filter in (topic, *device.subscriptions()):

@@ -18,7 +18,7 @@ import orjson
 from iot_bridge.errors import EventError
 
 SCHEMA_VERSION: Final = "v1"
-EVENT_TYPES: Final = frozenset({"run_start", "run_stop", "power_measurement"})
+EVENT_TYPES: Final = frozenset({"run_start", "run_stop", "power_measurement", "badge_scan"})
 
 # A fixed namespace for uuid5; changing it would change every uid and break idempotency.
 UID_NAMESPACE: Final = uuid.UUID("6f1c2a3e-5b7d-4c8e-9f0a-1b2c3d4e5f60")

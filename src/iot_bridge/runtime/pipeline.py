@@ -28,6 +28,7 @@ from iot_bridge.devices import DeviceConfig, DeviceSet, SessionConfig
 from iot_bridge.errors import ParseError
 from iot_bridge.events import Event, event_uid, format_ts
 from iot_bridge.parsers import PARSERS, Reading
+from iot_bridge.runtime.readers import Readers
 from iot_bridge.sessions.detector import SessionDetector
 from iot_bridge.sessions.timeline import Timeline
 from iot_bridge.topics import TopicRouter
@@ -103,6 +104,10 @@ def _implausible(power: float, bound: float) -> ParseError:
     return ParseError(f"power {power:g} W is beyond the plausibility bound of {bound:g} W")
 
 
+def _reader_states(saved: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {k: doc["reader"] for k, doc in saved.items() if isinstance(doc.get("reader"), dict)}
+
+
 def _restore(
     device_id: str, config: SessionConfig, doc: Mapping[str, Any] | None
 ) -> tuple[SessionDetector, Timeline]:
@@ -134,6 +139,7 @@ class Pipeline:
         self._window: tuple[float | None, float] | None = None  # outage being caught up
         self._outage: tuple[float | None, bool] | None = None  # (since, observed) while down
         self._untimed_late = True  # the broker returned our marker the last time
+        self._readers = Readers()
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -151,7 +157,7 @@ class Pipeline:
         Removed devices close their open session (``device_removed``); changed thresholds reach
         the running detector without ending its session; ``saved_states`` restores devices
         persisted by an earlier process."""
-        before = set(self._router.filters())
+        before = set(self.subscriptions())
         events: list[Event] = []
         wanted = config.by_id()
         for device_id in list(self._devices):
@@ -177,7 +183,10 @@ class Pipeline:
         for device in self._devices.values():
             self._schedule(device)
         self._route_all()
-        after = set(self._router.filters())
+        self._readers.configure(
+            {k: d.config for k, d in self._devices.items()}, _reader_states(saved_states or {})
+        )
+        after = set(self.subscriptions())
         return ConfigChange(
             tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
         )
@@ -200,7 +209,7 @@ class Pipeline:
         return det.remove(now if self.hearing else (det.last_seen or now))
 
     def subscriptions(self) -> tuple[str, ...]:
-        return tuple(sorted(self._router.filters()))
+        return tuple(sorted(self._router.filters() | self._readers.topics()))
 
     # -- the bridge's hearing -----------------------------------------------------------------
 
@@ -272,10 +281,14 @@ class Pipeline:
                 return _NO_EVENTS
             if len(self._routes) < ROUTE_CACHE_MAX:  # bounded: topics may come from wildcards
                 self._routes[topic] = targets
-        if not targets:
+        readers = self._readers
+        if readers and readers.routes(topic):
+            events = self._scans(topic, payload, arrival, retain)
+        elif not targets:
             stats.unrouted += 1
             return _NO_EVENTS
-        events = _NO_EVENTS
+        else:
+            events = _NO_EVENTS
         window = self._window
         for device in targets:
             try:
@@ -304,10 +317,11 @@ class Pipeline:
                     if det.transitions != transitions:
                         self._schedule(device, arrival)  # deadlines move earlier only here
             except ParseError as exc:
-                self._error(device, topic, str(exc), arrival)
+                self._error(device.device_id, device.parser_type, topic, str(exc), arrival)
                 continue
             except Exception as exc:  # a bug or hostile input beyond the parser's checks
-                self._error(device, topic, f"{type(exc).__name__}: {exc}", arrival)
+                reason = f"{type(exc).__name__}: {exc}"
+                self._error(device.device_id, device.parser_type, topic, reason, arrival)
                 continue
             if more:
                 events = (*events, *more)
@@ -391,12 +405,27 @@ class Pipeline:
             # popped (see _schedule)
             self._schedule(device, arrival)
 
-    def _error(self, device: _Device, topic: str, reason: str, at: float) -> None:
+    def _scans(self, topic: str, payload: bytes, arrival: float, retain: bool) -> tuple[Event, ...]:
+        """A message on a badge reader's topic (``runtime/readers.py``)."""
+        events, failures, changed = self._readers.handle(
+            topic,
+            payload,
+            arrival,
+            retain=retain,
+            window=self._window,
+            untimed_late=self._untimed_late,
+        )
+        for device_id, reason in failures:
+            self._error(device_id, "badge", topic, reason, arrival)
+        self.dirty.update(changed)
+        return tuple(events)
+
+    def _error(self, device_id: str, parser: str, topic: str, reason: str, at: float) -> None:
         stats = self.stats
-        stats.parse_errors[device.parser_type] += 1
-        stats.device_errors[device.device_id] += 1
-        stats.last_error[device.device_id] = f"{topic[:120]}: {reason}"[:REASON_MAX]
-        stats.last_error_at[device.device_id] = at
+        stats.parse_errors[parser] += 1
+        stats.device_errors[device_id] += 1
+        stats.last_error[device_id] = f"{topic[:120]}: {reason}"[:REASON_MAX]
+        stats.last_error_at[device_id] = at
 
     def oversize(self, topic: str, size: int, at: float) -> None:
         """A message too large to read (``MQTT_MAX_PACKET``): an error of the devices behind
@@ -408,7 +437,8 @@ class Pipeline:
         if not targets:
             self.stats.unrouted += 1
         for device in targets:
-            self._error(device, topic, f"message of {size} bytes exceeds MQTT_MAX_PACKET", at)
+            reason = f"message of {size} bytes exceeds MQTT_MAX_PACKET"
+            self._error(device.device_id, device.parser_type, topic, reason, at)
 
     @staticmethod
     def _measurement(device_id: str, topic: str, r: Reading, t: float) -> Event:
@@ -475,6 +505,10 @@ class Pipeline:
             fresh.online = device.online
             self._schedule(fresh)
         self._route_all()
+        self._readers = Readers()  # rolled back too: each reader anew from what was saved
+        self._readers.configure(
+            {k: d.config for k, d in self._devices.items()}, _reader_states(saved)
+        )
         return tuple(self._close_orphans(saved, self._devices, now))
 
     def _route_all(self) -> None:
@@ -490,14 +524,14 @@ class Pipeline:
         out: dict[str, dict[str, Any] | None] = {}
         for device_id in self.dirty:
             device = self._devices.get(device_id)
-            out[device_id] = (
-                None
-                if device is None
-                else {
-                    "detector": device.detector.to_state(),
-                    "timeline": device.timeline.to_state(),
-                }
-            )
+            if device is None:
+                out[device_id] = None
+                continue
+            state = {"detector": device.detector.to_state(), "timeline": device.timeline.to_state()}
+            reader = self._readers.to_state(device_id)
+            if reader is not None:
+                state["reader"] = reader
+            out[device_id] = state
         self.dirty.clear()
         return out
 
