@@ -140,6 +140,7 @@ class Pipeline:
         self._outage: tuple[float | None, bool] | None = None  # (since, observed) while down
         self._untimed_late = True  # the broker returned our marker the last time
         self._readers = Readers()
+        self._reader_topics: frozenset[str] = frozenset()  # the hot path's test, no call
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ class Pipeline:
         self._readers.configure(
             {k: d.config for k, d in self._devices.items()}, _reader_states(saved_states or {})
         )
+        self._reader_topics = frozenset(self._readers.topics())
         after = set(self.subscriptions())
         return ConfigChange(
             tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
@@ -281,8 +283,7 @@ class Pipeline:
                 return _NO_EVENTS
             if len(self._routes) < ROUTE_CACHE_MAX:  # bounded: topics may come from wildcards
                 self._routes[topic] = targets
-        readers = self._readers
-        if readers and readers.routes(topic):
+        if topic in self._reader_topics:
             events = self._scans(topic, payload, arrival, retain)
         elif not targets:
             stats.unrouted += 1
@@ -509,6 +510,7 @@ class Pipeline:
         self._readers.configure(
             {k: d.config for k, d in self._devices.items()}, _reader_states(saved)
         )
+        self._reader_topics = frozenset(self._readers.topics())
         return tuple(self._close_orphans(saved, self._devices, now))
 
     def _route_all(self) -> None:

@@ -37,9 +37,6 @@ class Readers:
         self._by_device: dict[str, _Reader] = {}
         self._by_topic: dict[str, list[_Reader]] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self._by_topic)
-
     def configure(
         self, devices: Mapping[str, DeviceConfig], saved: Mapping[str, Mapping[str, Any]]
     ) -> None:
@@ -61,9 +58,6 @@ class Readers:
 
     def topics(self) -> set[str]:
         return set(self._by_topic)
-
-    def routes(self, topic: str) -> bool:
-        return topic in self._by_topic
 
     def handle(
         self,
