@@ -81,6 +81,15 @@ class Rig:
     async def run(self, seconds: float) -> None:
         await self.clock.advance(seconds)
 
+    async def connected(self) -> None:
+        """The broker answers and has nothing held for us; a second passes."""
+        self.source.connect()
+        await self.run(1)
+
+    async def work(self, topic: str = "", seconds: int = 5) -> None:
+        """``seconds`` of 500 W readings, one a second: past the start debounce."""
+        await self.feed(topic or TOPIC, [pm1(500, 100 + i) for i in range(seconds)])
+
     async def feed(self, topic: str, payloads: list[bytes], every: float = 1.0) -> None:
         """One message per ``every`` seconds, live."""
         for payload in payloads:
@@ -154,7 +163,7 @@ def test_deadlines_fire_on_the_clock_for_a_silent_device(tmp_path: Path) -> None
             r.source.connect()
             await r.run(1)
             t0 = r.clock.now()
-            await r.feed(TOPIC, [pm1(500, 100 + i) for i in range(5)])
+            await r.work()
             assert [e["event_type"] for e in r.events()] == ["run_start"]
             assert r.events()[0]["payload"]["started_at"] == format_ts(t0)
             await r.run(30)  # the plug falls silent
@@ -194,7 +203,7 @@ def test_store_failure_stops_intake_rolls_back_and_recovers(tmp_path: Path) -> N
             assert not r.source.paused
             r.source.connect()  # the broker redelivers what we did not acknowledge
             t_back = r.clock.now()
-            await r.feed(TOPIC, [pm1(500, 100 + i) for i in range(5)])
+            await r.work()
             (start,) = r.events("run_start")
             assert start["payload"]["started_at"] == format_ts(t_back)
 
@@ -207,9 +216,8 @@ def test_store_failure_stops_intake_rolls_back_and_recovers(tmp_path: Path) -> N
 def test_an_observed_broker_outage_never_ends_a_session(tmp_path: Path) -> None:
     async def go() -> None:
         async with rig(tmp_path) as r:
-            r.source.connect()
-            await r.run(1)
-            await r.feed(TOPIC, [pm1(500, 100 + i) for i in range(5)])
+            await r.connected()
+            await r.work()
             last = r.clock.now() - 1
             r.source.disconnect(observed=True)  # the broker went away
             await r.run(120)  # far longer than the 20 s message timeout
@@ -230,9 +238,8 @@ def test_nothing_is_decided_while_catching_up(tmp_path: Path) -> None:
 
     async def go() -> None:
         async with rig(tmp_path) as r:
-            r.source.connect()
-            await r.run(1)
-            await r.feed(TOPIC, [pm1(500, 100 + i) for i in range(5)])
+            await r.connected()
+            await r.work()
             r.source.disconnect(observed=False)  # e.g. the bridge paused itself
             await r.run(5)
             r.source.connect(caught_up=False)
@@ -372,9 +379,8 @@ def test_a_retained_value_never_opens_a_session(tmp_path: Path) -> None:
 def test_a_retained_offline_ends_the_open_session_at_its_last_reading(tmp_path: Path) -> None:
     async def go() -> None:
         async with rig(tmp_path) as r:
-            r.source.connect()
-            await r.run(1)
-            await r.feed(TOPIC, [pm1(500, 100 + i) for i in range(5)])
+            await r.connected()
+            await r.work()
             last = r.clock.now() - 1
             r.source.disconnect()
             await r.run(2)
@@ -402,7 +408,7 @@ def test_a_hostile_message_is_acknowledged_counted_and_the_rest_flows(tmp_path: 
             await r.run(0.1)
             assert set(bad) <= set(r.source.acked_ids())
             assert r.pipeline.stats.device_errors == {"dev-1": 1, "dev-2": 1}
-            await r.feed("m2/status/pm1:0", [pm1(500, 100 + i) for i in range(5)])
+            await r.work("m2/status/pm1:0")
             assert [e["device_id"] for e in r.events("run_start")] == ["dev-2"]
 
     run(go())
