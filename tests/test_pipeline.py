@@ -106,6 +106,31 @@ def test_bad_payloads_are_counted_not_raised() -> None:
     assert p.stats.messages == 2
 
 
+def test_a_power_beyond_the_plausibility_bound_is_an_error_live_and_late() -> None:
+    """1.8e19 W is a broken meter or a hostile publisher, never a machine: not billed."""
+    p = Pipeline()
+    p.apply(devices(shelly("saw")), T0)
+    assert p.handle("saw/status/switch:0", status(1.8e19), T0) == ()
+    assert p.handle("saw/status/switch:0", status(-2e6), T0 + 1) == ()
+    p.disconnected(T0 + 2, observed=True)
+    p.connected_at(T0 + 10, session_present=True)
+    assert p.handle("saw/status/switch:0", status(1.8e19), T0 + 10) == ()  # from the backlog
+    p.caught_up(echoed=True)
+    assert p.stats.device_errors["saw-0"] == 3
+    assert "beyond the plausibility bound of 1e+06 W" in p.stats.last_error["saw-0"]
+    assert start(p, "saw/status/switch:0", T0 + 20) != []  # a true reading still counts
+    assert p.detector("saw-0").session_open
+
+
+def test_the_plausibility_bound_is_the_devices_own_when_it_sets_one() -> None:
+    small = {**shelly("saw"), "parser_config": {"channel": 0, "max_power_w": 3000}}
+    p = Pipeline()
+    p.apply(devices(small), T0)
+    assert p.handle("saw/status/switch:0", status(3500), T0) == ()
+    assert p.stats.device_errors["saw-0"] == 1
+    assert kinds(start(p, "saw/status/switch:0", T0 + 5)) == [("run_start", "saw-0")]
+
+
 def test_silent_device_times_out_on_the_clock() -> None:
     p = Pipeline()
     p.apply(devices(shelly("saw")), T0)
