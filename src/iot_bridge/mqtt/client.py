@@ -143,8 +143,8 @@ class MqttClient:
                 delay = backoff_delay(attempt + 1, self._base, self._cap, self._rng)
                 if isinstance(exc, MqttError):
                     level = logging.ERROR if isinstance(exc, ConnectRefused) else logging.WARNING
-                    log.log(level, "MQTT broker %s:%s not available (%s), retrying in %.1fs",
-                            endpoint.host, endpoint.port, exc, delay)  # fmt: skip
+                    log.log(level, "MQTT broker %s not available (%s), retrying in %.1fs",
+                            endpoint.url, exc, delay)  # fmt: skip
                 else:
                     log.exception("MQTT connection attempt failed unexpectedly; retrying")
                 attempt += 1
@@ -172,7 +172,10 @@ class MqttClient:
 
         conn = await open_connection(endpoint, self._clock, on_packets, hold=True)
         try:
-            log.info("MQTT connected, subscribing to topics...")
+            if len(self.endpoints) == 1:
+                log.info("MQTT connected, subscribing to topics...")
+            else:  # which node of the cluster
+                log.info("MQTT connected, subscribing to topics... (%s)", endpoint.url)
             self.connection = conn
             self._self_closed = False
             self.last_error = None

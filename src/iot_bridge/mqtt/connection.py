@@ -34,9 +34,14 @@ class Endpoint:
     timeout: float = 10.0
     max_packet: int = pk.DEFAULT_MAX_PACKET
 
+    @property
+    def url(self) -> str:
+        """Where this is, without credentials (logs, ``/health``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
     def __repr__(self) -> str:  # never show the password
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"Endpoint({scheme}://{self.host}:{self.port}, client_id={self.client_id!r})"
+        return f"Endpoint({self.url}, client_id={self.client_id!r})"
 
 
 OnPackets = Callable[[list[pk.Publish], list[pk.Oversize], float], None]

@@ -60,18 +60,20 @@ class Bridge:
             if self.odoo
             else None
         )
+        tls = settings.ssl_context()  # one context: every node is verified the same way
         self.mqtt = MqttClient(
             [
                 Endpoint(
-                    host=settings.mqtt_host,
-                    port=settings.mqtt_port,
+                    host=broker.host,
+                    port=broker.port,
                     client_id=settings.mqtt_client_id,
-                    username=settings.mqtt_username,
-                    password=settings.mqtt_password,
-                    tls=settings.ssl_context(),
+                    username=broker.username,
+                    password=broker.password,
+                    tls=tls,
                     keepalive=settings.mqtt_keepalive,
                     max_packet=settings.mqtt_max_packet,
                 )
+                for broker in settings.mqtt_brokers
             ],
             clock,
             backoff_cap=settings.reconnect_max_s,
@@ -228,6 +230,7 @@ class Bridge:
                 standalone=self.settings.standalone,
                 max_queue_age_s=self.settings.max_queue_age_s,
                 mqtt_connected=self.mqtt.connected,
+                mqtt_broker=self.mqtt.endpoint.url,
                 mqtt_reconnects=self.mqtt.reconnects,
                 mqtt_last_error=self.mqtt.last_error,
                 store_error=self.intake.store_error,
