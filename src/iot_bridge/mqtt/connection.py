@@ -153,6 +153,11 @@ class Connection(asyncio.Protocol):
                 ack = await self._connack
         except TimeoutError:
             raise ConnectionLost("no CONNACK from the broker in time") from None
+        except ConnectionLost as exc:
+            # over TLS 1.3 the broker checks the client's certificate after the handshake, so
+            # a missing or untrusted one shows only as the connection ending here
+            hint = "client certificate required? (MQTT_CERT_FILE); " if ep.tls else ""
+            raise ConnectionLost(f"closed before CONNACK: {hint}{exc}") from None
         code = ack.return_codes[0]
         if code:
             refused = ConnectRefused(code, pk.CONNACK_REASONS.get(code, str(code)))
