@@ -17,6 +17,7 @@ from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, SourceItem
 from iot_bridge.tools.broker import Mosquitto, free_port
 from tests.support.clock import FakeClock, settle
+from tests.support.nats import NATS_SERVER, NatsNode
 
 
 class TinyBroker:
@@ -208,5 +209,66 @@ def test_without_the_marker_catching_up_ends_when_the_broker_falls_quiet(tmp_pat
             await client.stop()
             task.cancel()
             await settle()
+
+        asyncio.run(go())
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)")
+def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: Path) -> None:
+    """NATS sends an unacknowledged message again once ``ack_wait`` passed, on whatever
+    connection the session has: after the backlog such a redelivery is stale (skipped, counted);
+    when the bridge was away for longer, it comes first, with the backlog, and is taken."""
+    with NatsNode(tmp_path / "nats", "n0", ack_wait="1s") as node:
+
+        async def go() -> None:
+            ep = Endpoint("127.0.0.1", node.mqtt_port, "bridge-under-test", keepalive=5)
+            client = MqttClient([ep], SYSTEM_CLOCK, backoff_base=0.1)
+            await client.set_filters(["plug/+"])
+            task = asyncio.create_task(client.run())
+            items = await _items_until(client, CaughtUp)
+            assert isinstance(items[-1], CaughtUp)
+            assert items[-1].echoed  # NATS returns the marker behind the backlog
+            pub = await open_connection(
+                Endpoint("127.0.0.1", node.mqtt_port, "pub", clean_session=True), SYSTEM_CLOCK
+            )
+
+            async def receive(n: int, tag: str) -> list[pk.Publish]:
+                for i in range(n):
+                    await pub.publish("plug/a", f"{tag}{i}".encode(), qos=1)
+                got: list[pk.Publish] = []
+                while len(got) < n:
+                    item = await asyncio.wait_for(client.get(), 5)
+                    if isinstance(item, Received):
+                        got += item.messages
+                return got
+
+            # 1. held longer than ack_wait on the same connection: resent, skipped
+            held = await receive(3, "held")
+            await asyncio.sleep(1.6)
+            assert client.redeliveries_skipped == 3
+            client.ack(client._generation, [m.packet_id for m in held if m.packet_id])
+            # 2. received, then the connection ends, and it is back within ack_wait: the
+            # redeliveries come after the marker, and are skipped
+            await receive(2, "lost")
+            client.pause()
+            client.resume()
+            items = await _items_until(client, CaughtUp)
+            assert not [i for i in items if isinstance(i, Received)]
+            await asyncio.sleep(1.6)
+            assert client.redeliveries_skipped == 5
+            # 3. away for longer than ack_wait: the redeliveries come first, with the backlog
+            late = await receive(2, "late")
+            client.pause()
+            await asyncio.sleep(1.6)
+            client.resume()
+            items = await _items_until(client, CaughtUp)
+            backlog = [m for i in items if isinstance(i, Received) for m in i.messages]
+            assert [(m.payload, m.dup) for m in backlog] == [(m.payload, True) for m in late]
+            client.ack(client._generation, [m.packet_id for m in backlog if m.packet_id])
+            assert client.redeliveries_skipped == 5
+            await pub.disconnect()
+            await client.stop()
+            task.cancel()
 
         asyncio.run(go())

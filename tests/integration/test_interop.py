@@ -18,21 +18,18 @@ listener, and a 3-node NATS cluster that loses the node the bridge is connected 
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import json
 import os
-import signal
+import re
 import ssl
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from iot_bridge.tools.broker import Mosquitto, free_port
+from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
     BridgeFactory,
@@ -40,7 +37,9 @@ from tests.integration.conftest import (
     Plugs,
     Target,
     assert_sessions_whole,
+    device,
     events_of,
+    frame,
     open_session,
     publish,
     session,
@@ -48,15 +47,13 @@ from tests.integration.conftest import (
 )
 from tests.support.certs import KEY_PASSWORD, OPENSSL, Pki, make_pki
 from tests.support.fake_odoo import FakeOdoo
-from tests.support.nats import NATS_SERVER, NatsCluster, NatsNode
+from tests.support.nats import NATS_SERVER, NatsNode
 
 DYNSEC = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 
 
 def frames(name: str, watts: float, energies: range) -> list[tuple[str, bytes] | None]:
     """One Shelly status frame per tick, each with its own energy counter value."""
-    from tests.integration.conftest import frame
-
     return [m for e in energies for m in (frame(name, watts, float(e)), None)]
 
 
@@ -70,8 +67,17 @@ def measured(odoo: FakeOdoo, name: str) -> list[float]:
     ]
 
 
-def session_through_kill9(bridge: BridgeProcess, odoo: FakeOdoo, target: Target) -> None:
-    """Steps 1 and 2 of the module's docstring, for whatever broker ``target`` is."""
+IN_FLIGHT = [300.0, 301.0, 302.0, 303.0]  # the readings that reach the frozen bridge
+
+
+def session_through_kill9(
+    bridge: BridgeProcess, odoo: FakeOdoo, target: Target, *, in_flight_taken: bool = True
+) -> None:
+    """Steps 1 and 2 of the module's docstring, for whatever broker ``target`` is.
+
+    ``in_flight_taken``: the broker sends the readings the dead process had received again
+    when the session resumes (MQTT's rule, mosquitto), so they reach Odoo; else (NATS, back
+    within its ack_wait) they come after the backlog and the bridge skips them as stale."""
     publish(target, session("alpha"), gap=TICK)
     wait_until(lambda: len(events_of(odoo, "run_stop")) == 1, 15, "alpha's session")
 
@@ -92,9 +98,21 @@ def session_through_kill9(bridge: BridgeProcess, odoo: FakeOdoo, target: Target)
     # every reading of beta's session reached Odoo, none twice (redeliveries of what the dead
     # process had committed are recognised; what it had not are taken)
     published = [float(e) for e in range(200, 208)] + [float(e) for e in range(300, 322)]
-    wait_until(lambda: set(measured(odoo, "beta")) >= set(published), 15, "every reading")
+    if in_flight_taken:
+        wait_until(lambda: set(measured(odoo, "beta")) >= set(published), 15, "every reading")
+    else:
+        published = [e for e in published if e not in IN_FLIGHT]
+        wait_until(lambda: metric(bridge.metrics(), "mqtt_redeliveries_skipped_total") == 4,
+                   15, "NATS's redeliveries after ack_wait")  # fmt: skip
     got = measured(odoo, "beta")
     assert sorted(got) == sorted(set(got)), f"a reading stored twice: {sorted(got)}"
+    assert set(got) == set(published)
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^iot_bridge_{re.escape(name)} (\S+)$", text, re.M)
+    assert match, f"{name} not in /metrics"
+    return float(match.group(1))
 
 
 def start(factory: BridgeFactory, url: str, odoo: FakeOdoo, **env: str) -> BridgeProcess:
@@ -102,6 +120,17 @@ def start(factory: BridgeFactory, url: str, odoo: FakeOdoo, **env: str) -> Bridg
     bridge = factory(url, odoo, FORWARD_MEASUREMENTS="true", **env).start()
     bridge.connected()
     return bridge
+
+
+# -- mosquitto, plain ----------------------------------------------------------------------------
+
+
+def test_mosquitto_plain(broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory) -> None:
+    """Mosquitto resends what the dead process had received when the session resumes, before
+    the backlog and the marker, so those readings are taken (at an estimated time)."""
+    bridge = start(bridge_factory, broker.url, odoo)
+    session_through_kill9(bridge, odoo, broker)
+    assert metric(bridge.metrics(), "mqtt_redeliveries_skipped_total") == 0
 
 
 # -- mosquitto, TLS with a client certificate -----------------------------------------------
@@ -144,3 +173,97 @@ def device_tls(port: int, pki: Pki) -> Plugs:
     ctx = ssl.create_default_context(cafile=str(pki.ca))
     ctx.load_cert_chain(pki.client_bundle)
     return Plugs(port, tls=ctx)
+
+
+# -- mosquitto with an ACL: one device topic refused, one silently starved -------------------
+
+
+def dynsec_client(user: str, password: str, role: str) -> dict[str, Any]:
+    """A user of mosquitto's dynamic-security plugin (its PBKDF2-SHA512 password hash)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return {"username": user, "password": base64.b64encode(digest).decode(),
+            "salt": base64.b64encode(salt).decode(), "iterations": 101,
+            "roles": [{"rolename": role}]}  # fmt: skip
+
+
+def acl(kind: str, topic: str, allow: bool) -> dict[str, Any]:
+    return {"acltype": kind, "topic": topic, "allow": allow}
+
+
+@pytest.mark.skipif(not DYNSEC.exists(), reason=f"needs mosquitto's plugin {DYNSEC}")
+def test_mosquitto_acl_refusing_and_starving_device_topics(
+    tmp_path: Path, bridge_factory: BridgeFactory
+) -> None:
+    """Mosquitto refuses in two ways. Its dynamic-security plugin answers a subscription it
+    denies with SUBACK 0x80 (delta's topics): ``subscriptions_refused``. A read it denies (gamma,
+    like every topic an ``acl_file`` does not grant) is subscribed all the same and delivers
+    nothing: ``subscriptions_silent`` once gamma has sent nothing for HEALTH_SILENT_AFTER. Both
+    are warnings: 200, the other devices work."""
+    bridge_role = [
+        acl("subscribePattern", "delta/#", False),
+        acl("publishClientReceive", "gamma/#", False),
+        acl("subscribePattern", "#", True),
+        acl("publishClientSend", "iot-bridge/#", True),  # the catch-up marker
+    ]
+    doc = {
+        "clients": [dynsec_client("iot-bridge", "bridge-pw", "bridge"),
+                    dynsec_client("plug", "plug-pw", "plug")],
+        "roles": [{"rolename": "bridge", "acls": bridge_role},
+                  {"rolename": "plug", "acls": [acl("publishClientSend", "#", True)]}],
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True,
+                             "subscribe": False, "unsubscribe": True},
+    }  # fmt: skip
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    (workdir / "dynsec.json").write_text(json.dumps(doc))
+    extra = f"allow_anonymous false\nplugin {DYNSEC}\nplugin_opt_config_file {workdir}/dynsec.json"
+    names = ("alpha", "beta", "gamma", "delta")
+    with (
+        Mosquitto(workdir, extra=extra) as broker,
+        FakeOdoo(token="secret-bridge-token", devices=[device(n) for n in names]) as odoo,
+    ):
+        bridge = start(bridge_factory, broker.url, odoo, MQTT_USERNAME="iot-bridge",
+                       MQTT_PASSWORD="bridge-pw", HEALTH_SILENT_AFTER="3")  # fmt: skip
+        target = Plugs(broker.port, username="plug", password="plug-pw")
+        session_through_kill9(bridge, odoo, target)
+
+        bridge.wait_health(lambda h: "subscriptions_silent" in h["warnings"], 10)
+        publish(target, [frame(n, 1.0, 900.0) for n in names])  # every plug alive, just now
+        starved = ["delta/status/pm1:0", "gamma/status/pm1:0"]
+        bridge.wait_health(lambda h: h["subscriptions_silent"] == starved, 2.5)
+        health = bridge.health()
+        assert health is not None
+        assert (health["http_status"], health["status"], health["problems"]) == (200, "ok", [])
+        assert {"subscriptions_refused", "subscriptions_silent"} <= set(health["warnings"])
+        assert health["subscriptions_refused"] == ["delta/events/rpc", "delta/online",
+                                                   "delta/status/pm1:0"]  # fmt: skip
+        assert health["subscriptions_silent"] == starved
+        metrics = bridge.metrics()
+        assert "iot_bridge_subscriptions_refused 3\n" in metrics
+        assert "iot_bridge_subscriptions_silent 2\n" in metrics
+        assert 'iot_bridge_health_warning{warning="subscriptions_refused"} 1' in metrics
+        assert "refused the subscription to 'delta/status/pm1:0' (ACL?)" in bridge.log()
+        assert not [e for e in odoo.stored_events() if e["device_id"].endswith(("gamma", "delta"))]
+
+
+# -- NATS: the MQTT listener of nats-server (JetStream) ----------------------------------------
+
+ACK_WAIT_S = 4  # NATS sends an unacknowledged message again after this (its default: 30 s)
+
+
+@pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)")
+def test_nats_mqtt_single_server(
+    tmp_path: Path, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    with NatsNode(tmp_path / "nats", "n0", ack_wait=f"{ACK_WAIT_S}s") as node:
+        bridge = start(bridge_factory, node.mqtt_url, odoo)
+        assert bridge.health()["mqtt_broker"] == node.mqtt_url  # type: ignore[index]
+        session_through_kill9(bridge, odoo, Plugs(node.mqtt_port), in_flight_taken=False)
+        assert "skipped as stale" in bridge.log()
+        time.sleep(1.0)
+        assert len(events_of(odoo, "run_stop")) == 2  # no session from a stale redelivery
+        health = bridge.health()
+        assert health is not None
+        assert (health["status"], health["warnings"]) == ("ok", [])  # the marker came back
+        assert "MQTT backlog delivered (marker returned)" in bridge.log()

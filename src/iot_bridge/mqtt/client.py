@@ -11,6 +11,14 @@ held for us, so when the marker comes back, every message before it was publishe
 were back: :class:`~iot_bridge.mqtt.source.CaughtUp` says so. A broker that never returns the
 marker (an ACL that forbids the publish, a cluster that reorders) is caught up by guess: once
 nothing has arrived for a while.
+
+After the backlog, a redelivery (DUP) is stale. MQTT resends unacknowledged messages only when
+a session resumes, so mosquitto's come with the backlog, before the marker. NATS instead resends
+a message once its ``ack_wait`` (30 s by default) has passed, on whatever connection the session
+has then: what a bridge had received but not committed when it died comes back that long after
+it was measured, behind newer readings, and taken as live it would open a session that never
+was. Such a message is acknowledged and skipped, and counted (``redeliveries_skipped``); a
+redelivery on the connection that still holds the original is skipped the same way.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ class MqttClient:
         self.connected_since: float | None = None  # when the current connection came up
         self.last_error: str | None = None
         self.refused_subscriptions: set[str] = set()
+        self.redeliveries_skipped = 0  # stale redeliveries after the backlog (see above)
+        self._live = False  # this connection has delivered its backlog
         self._stopping = False
         self._self_closed = False  # the current connection is being closed by us
         self._allowed = asyncio.Event()  # cleared while paused
@@ -166,6 +176,7 @@ class MqttClient:
     async def _connect(self, endpoint: Endpoint) -> Connection:
         self._generation += 1
         generation = self._generation
+        self._live = False  # until this connection's backlog is delivered
 
         def on_packets(publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float) -> None:
             self._received(generation, publishes, oversize, at)
@@ -222,6 +233,8 @@ class MqttClient:
         self._last_arrival = at
         if self._marker is not None:
             publishes = self._take_marker(generation, publishes)
+        elif self._live and any(p.dup for p in publishes):
+            publishes = self._skip_stale(publishes)
         if publishes or oversize:
             self._push(Received(at, generation, publishes, oversize))
 
@@ -243,8 +256,23 @@ class MqttClient:
                     self._push(Received(self._last_arrival, generation, kept))
                     kept = []
                 self._end_catch_up()
+                self._live = True
                 self._push(CaughtUp(self._clock.now(), generation, echoed=True))
         return kept
+
+    def _skip_stale(self, publishes: list[pk.Publish]) -> list[pk.Publish]:
+        stale = [p for p in publishes if p.dup]
+        if self.connection is not None:
+            self.connection.ack([p.packet_id for p in stale if p.packet_id is not None])
+        self.redeliveries_skipped += len(stale)
+        log.warning(
+            "MQTT broker sent %d message(s) again after the backlog (first on %r); skipped as"
+            " stale: the broker resends on its own timer (NATS: mqtt ack_wait), see"
+            " docs/deployment.md",
+            len(stale),
+            stale[0].topic,
+        )
+        return [p for p in publishes if not p.dup]
 
     async def _start_catch_up(self, conn: Connection) -> None:
         self._marker = os.urandom(12).hex().encode()
@@ -270,6 +298,7 @@ class MqttClient:
             now - self._catch_up_since,
         )
         self._end_catch_up()
+        self._live = True
         self._push(CaughtUp(now, self._generation, echoed=False))
 
     def _end_catch_up(self) -> None:

@@ -278,6 +278,7 @@ class Bridge:
             "messages_retained_total": float(pstats.retained),
             "messages_duplicate_total": float(pstats.duplicates),
             "mqtt_reconnects_total": float(self.mqtt.reconnects),
+            "mqtt_redeliveries_skipped_total": float(self.mqtt.redeliveries_skipped),
             "odoo_errors_total": float(m.odoo_errors),
             "commits_total": float(m.commits),
             "dropped_measurements_total": float(stats.dropped_measurements),
