@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from iot_bridge.mqtt.connection import Endpoint, open_connection
 from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, SourceItem
 from iot_bridge.tools.broker import Mosquitto, free_port
 from tests.support.clock import FakeClock, settle
-from tests.support.nats import NATS_SERVER, NatsNode
+from tests.support.nats import NATS_SERVER, NatsCluster, NatsNode
 
 
 class TinyBroker:
@@ -123,6 +124,13 @@ def test_reconnects_back_off_on_the_clock_and_try_every_broker_in_turn() -> None
         assert "cannot reach" in client.last_error
 
     asyncio.run(go())
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Real time, for what a real broker does on its own timer."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 async def _items_until(client: MqttClient, kind: type, timeout: float = 10.0) -> list[SourceItem]:
@@ -245,8 +253,7 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
 
             # 1. held longer than ack_wait on the same connection: resent, skipped
             held = await receive(3, "held")
-            await asyncio.sleep(1.6)
-            assert client.redeliveries_skipped == 3
+            await _until(lambda: client.redeliveries_skipped == 3)
             client.ack(client._generation, [m.packet_id for m in held if m.packet_id])
             # 2. received, then the connection ends, and it is back within ack_wait: the
             # redeliveries come after the marker, and are skipped
@@ -255,8 +262,7 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
             client.resume()
             items = await _items_until(client, CaughtUp)
             assert not [i for i in items if isinstance(i, Received)]
-            await asyncio.sleep(1.6)
-            assert client.redeliveries_skipped == 5
+            await _until(lambda: client.redeliveries_skipped == 5)
             # 3. away for longer than ack_wait: the redeliveries come first, with the backlog
             late = await receive(2, "late")
             client.pause()
@@ -268,6 +274,119 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
             client.ack(client._generation, [m.packet_id for m in backlog if m.packet_id])
             assert client.redeliveries_skipped == 5
             await pub.disconnect()
+            await client.stop()
+            task.cancel()
+
+        asyncio.run(go())
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)")
+def test_nats_returns_the_marker_before_a_large_backlog_is_delivered(tmp_path: Path) -> None:
+    """Why NATS needs ``ordered=False``: each subscription is its own JetStream consumer, so the
+    marker (a subscription of its own) is not queued behind the devices' backlog."""
+    with NatsNode(tmp_path / "nats", "n0") as node:
+
+        async def go() -> None:
+            ep = Endpoint("127.0.0.1", node.mqtt_port, "bridge-under-test", keepalive=10)
+            filters = [f"plug{i}/status" for i in range(5)]
+            client = MqttClient([ep], SYSTEM_CLOCK)
+            await client.set_filters(filters)
+            task = asyncio.create_task(client.run())
+            await _items_until(client, CaughtUp)
+            await client.stop()
+            await task
+            pub = await open_connection(
+                Endpoint("127.0.0.1", node.mqtt_port, "pub", clean_session=True), SYSTEM_CLOCK
+            )
+            queued = 2000
+            for i in range(queued):
+                await pub.publish(filters[i % 5], str(i).encode(), qos=1)
+            await pub.disconnect()
+            client = MqttClient([ep], SYSTEM_CLOCK)
+            await client.set_filters(filters)
+            task = asyncio.create_task(client.run())
+            items = await _items_until(client, CaughtUp)
+            assert isinstance(items[-1], CaughtUp)
+            assert items[-1].echoed
+            before = [m for i in items if isinstance(i, Received) for m in i.messages]
+            after: list[pk.Publish] = []
+            while len(before) + len(after) < queued:
+                item = await asyncio.wait_for(client.get(), 10)
+                if isinstance(item, Received):
+                    after += item.messages
+                    client.ack(item.generation, [m.packet_id for m in item.messages if m.packet_id])
+            print(f"NATS: {len(before)} of {queued} queued messages came before the marker")
+            assert len(before) < queued  # the marker overtook the backlog
+            assert sorted(int(m.payload) for m in before + after) == list(range(queued))
+            await client.stop()
+            task.cancel()
+
+        asyncio.run(go())
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)")
+def test_unordered_guesses_the_end_of_the_backlog_and_skips_every_redelivery(
+    tmp_path: Path,
+) -> None:
+    with NatsNode(tmp_path / "nats", "n0", ack_wait="1s") as node:
+
+        async def go() -> None:
+            ep = Endpoint("127.0.0.1", node.mqtt_port, "bridge-under-test", keepalive=5)
+            client = MqttClient([ep], SYSTEM_CLOCK, backoff_base=0.1, ordered=False)
+            await client.set_filters(["plug/+"])
+            task = asyncio.create_task(client.run())
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            items = await _items_until(client, CaughtUp, timeout=CATCH_UP_QUIET_S + 5)
+            assert isinstance(items[-1], CaughtUp)
+            assert not items[-1].echoed  # no marker: the broker fell quiet
+            assert loop.time() - start >= CATCH_UP_QUIET_S - 0.2
+            pub = await open_connection(
+                Endpoint("127.0.0.1", node.mqtt_port, "pub", clean_session=True), SYSTEM_CLOCK
+            )
+            for i in range(2):
+                await pub.publish("plug/a", f"lost{i}".encode(), qos=1)
+            got: list[pk.Publish] = []
+            while len(got) < 2:
+                item = await asyncio.wait_for(client.get(), 5)
+                if isinstance(item, Received):
+                    got += item.messages
+            client.pause()  # as if the bridge died: nothing acknowledged
+            await asyncio.sleep(1.6)  # longer than ack_wait: NATS resends with the backlog
+            client.resume()
+            items = await _items_until(client, CaughtUp, timeout=CATCH_UP_QUIET_S + 5)
+            assert not [m for i in items if isinstance(i, Received) for m in i.messages]
+            assert client.redeliveries_skipped == 2
+            await pub.disconnect()
+            await client.stop()
+            task.cancel()
+
+        asyncio.run(go())
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)")
+def test_a_first_subscription_to_a_nats_cluster_fits_the_timeout(tmp_path: Path) -> None:
+    """A NATS cluster takes about half a second per new filter (one replicated consumer each)
+    and reads nothing else meanwhile: 25 filters in one SUBSCRIBE would outlast the 10 s
+    timeout, so the connection would fail and start over. In small packets they all fit."""
+    with NatsCluster(tmp_path / "nats") as cluster:
+
+        async def go() -> None:
+            eps = [Endpoint("127.0.0.1", n.mqtt_port, "many-topics", keepalive=30)
+                   for n in cluster.nodes]  # fmt: skip
+            client = MqttClient(eps, SYSTEM_CLOCK, ordered=False)
+            filters = [f"plug{i}/status/pm1:0" for i in range(25)]
+            await client.set_filters(filters)
+            task = asyncio.create_task(client.run())
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            items = await _items_until(client, CaughtUp, timeout=90)
+            print(f"NATS cluster: 25 new filters subscribed in {loop.time() - start:.1f} s")
+            assert [type(i) for i in items if not isinstance(i, Received)] == [Connected, CaughtUp]
+            assert client.refused_subscriptions == set()
             await client.stop()
             task.cancel()
 

@@ -82,6 +82,12 @@ VARIABLES: tuple[Variable, ...] = (
         "MQTT_RECONNECT_MAX", "60", "seconds; cap of the jittered exponential reconnect backoff"
     ),
     Variable(
+        "MQTT_ORDERED_SESSION",
+        "true",
+        "`false` for brokers whose subscriptions deliver apart and resend on a timer (NATS):"
+        " the backlog's end is then guessed (`docs/deployment.md`, interop matrix)",
+    ),
+    Variable(
         "MQTT_MAX_PACKET",
         "1048576",
         "bytes; a larger message is skipped as it streams in, counted and acknowledged",
@@ -171,6 +177,7 @@ class Settings:
     max_queue_age_s: float = 900.0  # /health turns 503 when the oldest queued event is older
     reconnect_max_s: float = 60.0
     mqtt_max_packet: int = DEFAULT_MAX_PACKET  # larger PUBLISHes are skipped unread, counted
+    mqtt_ordered_session: bool = True  # a resumed session is one ordered queue (not NATS)
     odoo_down_after_s: float = 300.0  # /health turns 503 when Odoo failed for longer
     dead_letter_warn_s: float = 86_400.0  # /health warns this long after a new dead letter
     silent_after_s: float = 3600.0  # /health warns of a device topic silent this long
@@ -456,6 +463,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_queue_age_s=_number(env, "HEALTH_MAX_QUEUE_AGE", 1.0),
         reconnect_max_s=_number(env, "MQTT_RECONNECT_MAX", 0.1),
         mqtt_max_packet=_max_packet(env),
+        mqtt_ordered_session=_flag(env, "MQTT_ORDERED_SESSION"),
         odoo_down_after_s=_number(env, "HEALTH_ODOO_DOWN_AFTER", 1.0),
         dead_letter_warn_s=_number(env, "HEALTH_DEAD_LETTER_WARN", 1.0),
         silent_after_s=_number(env, "HEALTH_SILENT_AFTER", 1.0),

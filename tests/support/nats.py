@@ -38,6 +38,7 @@ class NatsNode:
         self.name = name
         self.cluster = cluster
         self.ack_wait = ack_wait
+        self.replicas = 1  # set by NatsCluster
         self.port = free_port()
         self.mqtt_port = free_port()
         self.http_port = free_port()
@@ -67,6 +68,10 @@ class NatsNode:
             "mqtt {",
             f"  listen: 127.0.0.1:{self.mqtt_port}",
             f"  ack_wait: {self.ack_wait}",
+            # in a cluster: every node holds the sessions and messages (NATS otherwise picks
+            # the replicas from the nodes it sees when it creates the streams: 2 of 3 when one
+            # route is late, and an R2 stream stops when it loses a node)
+            *([f"  stream_replicas: {self.replicas}"] if self.replicas > 1 else []),
             "}",
         ]
         if self.cluster is not None:
@@ -151,6 +156,7 @@ class NatsCluster:
         ]
         for node in self.nodes:
             node.routes = [other.cluster_port for other in self.nodes if other is not node]
+            node.replicas = min(3, size)
 
     @property
     def mqtt_urls(self) -> list[str]:

@@ -12,13 +12,20 @@ were back: :class:`~iot_bridge.mqtt.source.CaughtUp` says so. A broker that neve
 marker (an ACL that forbids the publish, a cluster that reorders) is caught up by guess: once
 nothing has arrived for a while.
 
-After the backlog, a redelivery (DUP) is stale. MQTT resends unacknowledged messages only when
-a session resumes, so mosquitto's come with the backlog, before the marker. NATS instead resends
-a message once its ``ack_wait`` (30 s by default) has passed, on whatever connection the session
+The marker works because mosquitto keeps one ordered queue per session. MQTT itself orders
+messages only per topic and publisher, and NATS delivers each subscription from its own
+JetStream consumer: its marker overtakes a backlog of more than a few hundred messages. For such
+a broker (``ordered=False``, ``MQTT_ORDERED_SESSION=false``) no marker is sent and the end of the
+backlog is always guessed.
+
+A redelivery (DUP) after the backlog is stale. MQTT resends unacknowledged messages only when a
+session resumes, so mosquitto's come with the backlog, before the marker. NATS instead resends a
+message once its ``ack_wait`` (30 s by default) has passed, on whatever connection the session
 has then: what a bridge had received but not committed when it died comes back that long after
 it was measured, behind newer readings, and taken as live it would open a session that never
-was. Such a message is acknowledged and skipped, and counted (``redeliveries_skipped``); a
-redelivery on the connection that still holds the original is skipped the same way.
+was. Such a message is acknowledged, skipped and counted (``redeliveries_skipped``); a
+redelivery on the connection that still holds the original is skipped the same way. Without the
+order (no marker) the end of the backlog is a guess, so every redelivery is skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, 
 
 log = logging.getLogger("iot_bridge.mqtt")
 
-SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet
+SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet, at most ...
+SUBSCRIBE_FIRST = 10  # ... starting with this many (see _subscribe)
 CATCH_UP_QUIET_S = 2.0  # without the marker: caught up once nothing arrived for this long ...
 CATCH_UP_MAX_S = 120.0  # ... or after this long at the most
 
@@ -58,7 +66,10 @@ class MqttClient:
         *,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
+        ordered: bool = True,
     ) -> None:
+        """``ordered``: the broker delivers a resumed session as one ordered queue and resends
+        only when a session resumes (mosquitto; not NATS): see the module docstring."""
         if not endpoints:
             raise ValueError("at least one broker endpoint is needed")
         self.endpoints = tuple(endpoints)
@@ -72,6 +83,7 @@ class MqttClient:
         self._generation = 0
         self._sync_topic = sync_topic(endpoints[0].client_id)
         self._marker: bytes | None = None  # the nonce we wait to see again
+        self._catching_up = False  # the backlog of this connection is still coming
         self._catch_up_timer: Timer | None = None
         self._catch_up_since = 0.0
         self._last_arrival = 0.0
@@ -83,6 +95,7 @@ class MqttClient:
         self.refused_subscriptions: set[str] = set()
         self.redeliveries_skipped = 0  # stale redeliveries after the backlog (see above)
         self._live = False  # this connection has delivered its backlog
+        self.ordered = ordered
         self._stopping = False
         self._self_closed = False  # the current connection is being closed by us
         self._allowed = asyncio.Event()  # cleared while paused
@@ -193,11 +206,19 @@ class MqttClient:
             self.connected_since = self._clock.now()
             self._push(Connected(self.connected_since, generation, conn.session_present))
             conn.start_delivery()
-            await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
-            await self._start_catch_up(conn)
-        except BaseException:
+            if self.ordered:
+                await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
+                await self._start_catch_up(conn)
+            else:
+                await self._subscribe(conn, sorted(self._filters))
+                self._guess_catch_up()
+        except BaseException as exc:  # after Connected: the stream hears that it ended
             self.connection = None
+            self.connected_since = None
+            self._end_catch_up()
             conn.abort()
+            lost = not isinstance(exc, asyncio.CancelledError)
+            self._push(Disconnected(self._clock.now(), str(exc) or type(exc).__name__, lost))
             raise
         return conn
 
@@ -216,8 +237,23 @@ class MqttClient:
         return reason
 
     async def _subscribe(self, conn: Connection, filters: list[str]) -> None:
-        for chunk in _chunks(filters):
+        """Subscribe in packets that each answer within the endpoint's timeout: a NATS cluster
+        creates a replicated consumer per new filter, about half a second each, and reads
+        nothing else meanwhile (one SUBSCRIBE of 30 new filters took 14 s there). So packets
+        start small, grow while the broker answers fast (mosquitto: at once) and shrink when it
+        takes more than half the timeout."""
+        size, at = SUBSCRIBE_FIRST, 0
+        budget = conn.endpoint.timeout
+        while at < len(filters):
+            chunk = filters[at : at + size]
+            at += len(chunk)
+            started = self._clock.now()
             granted = await conn.subscribe(chunk, qos=1)
+            took = self._clock.now() - started
+            if took < budget / 10:
+                size = min(SUBSCRIBE_CHUNK, size * 2)
+            elif took > budget / 2:
+                size = max(1, size // 2)
             for topic_filter, code in zip(chunk, granted, strict=False):
                 if code == 0x80:
                     self.refused_subscriptions.add(topic_filter)
@@ -233,7 +269,7 @@ class MqttClient:
         self._last_arrival = at
         if self._marker is not None:
             publishes = self._take_marker(generation, publishes)
-        elif self._live and any(p.dup for p in publishes):
+        elif (self._live or not self.ordered) and any(p.dup for p in publishes):
             publishes = self._skip_stale(publishes)
         if publishes or oversize:
             self._push(Received(at, generation, publishes, oversize))
@@ -266,9 +302,8 @@ class MqttClient:
             self.connection.ack([p.packet_id for p in stale if p.packet_id is not None])
         self.redeliveries_skipped += len(stale)
         log.warning(
-            "MQTT broker sent %d message(s) again after the backlog (first on %r); skipped as"
-            " stale: the broker resends on its own timer (NATS: mqtt ack_wait), see"
-            " docs/deployment.md",
+            "MQTT broker resent %d message(s) outside a resumed session's backlog (first on"
+            " %r); skipped as stale (NATS resends on its ack_wait timer; docs/deployment.md)",
             len(stale),
             stale[0].topic,
         )
@@ -276,33 +311,43 @@ class MqttClient:
 
     async def _start_catch_up(self, conn: Connection) -> None:
         self._marker = os.urandom(12).hex().encode()
+        self._catching_up = True
         self._catch_up_since = self._last_arrival = self._clock.now()
         await conn.publish(self._sync_topic, self._marker, qos=1)
+        self._arm_catch_up(self._catch_up_since + CATCH_UP_QUIET_S)
+
+    def _guess_catch_up(self) -> None:
+        """No marker (an unordered broker): caught up once the broker falls quiet."""
+        self._catching_up = True
+        self._catch_up_since = self._last_arrival = self._clock.now()
         self._arm_catch_up(self._catch_up_since + CATCH_UP_QUIET_S)
 
     def _arm_catch_up(self, when: float) -> None:
         self._catch_up_timer = self._clock.call_at(when, self._catch_up_check)
 
     def _catch_up_check(self) -> None:
-        if self._marker is None:
+        if not self._catching_up:
             return
         now = self._clock.now()
         quiet_until = self._last_arrival + CATCH_UP_QUIET_S
         if now < quiet_until and now < self._catch_up_since + CATCH_UP_MAX_S:
             self._arm_catch_up(min(quiet_until, self._catch_up_since + CATCH_UP_MAX_S))
             return
-        log.warning(
-            "MQTT broker did not return the bridge's sync marker on %s; treating the backlog as "
-            "delivered after %.0f s (late readings without a device time are timed as live)",
-            self._sync_topic,
-            now - self._catch_up_since,
-        )
+        if self.ordered:
+            log.warning(
+                "MQTT broker did not return the bridge's sync marker on %s; treating the backlog"
+                " as delivered after %.0f s (late readings without a device time are timed as"
+                " live)",
+                self._sync_topic,
+                now - self._catch_up_since,
+            )
         self._end_catch_up()
         self._live = True
         self._push(CaughtUp(now, self._generation, echoed=False))
 
     def _end_catch_up(self) -> None:
         self._marker = None
+        self._catching_up = False
         if self._catch_up_timer is not None:
             self._catch_up_timer.cancel()
             self._catch_up_timer = None

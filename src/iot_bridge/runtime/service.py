@@ -44,7 +44,10 @@ class Bridge:
         self.metrics = Metrics()
         self.store = Store(settings.data_dir / "bridge.db")
         self.db = DbWorker()
-        self.pipeline = Pipeline(forward_measurements=settings.forward_measurements)
+        self.pipeline = Pipeline(
+            forward_measurements=settings.forward_measurements,
+            marker=settings.mqtt_ordered_session,
+        )
         self.odoo: OdooClient | None = None
         if settings.odoo_url is not None:
             assert settings.odoo_token is not None
@@ -77,6 +80,7 @@ class Bridge:
             ],
             clock,
             backoff_cap=settings.reconnect_max_s,
+            ordered=settings.mqtt_ordered_session,
         )
         self.intake = Intake(
             self.pipeline,
@@ -249,7 +253,9 @@ class Bridge:
                 device_errors=self.pipeline.stats.device_errors,
                 device_last_error=self.pipeline.stats.last_error,
                 device_error_at=self.pipeline.stats.last_error_at,
-                backlog_marker_echoed=self.pipeline.backlog_marker_echoed,
+                # without a marker by configuration (NATS) the guess is no news
+                backlog_marker_echoed=self.pipeline.backlog_marker_echoed
+                or not self.settings.mqtt_ordered_session,
             )
         )
 
