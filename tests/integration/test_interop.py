@@ -33,7 +33,10 @@ import pytest
 
 from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.errors import MqttError
-from iot_bridge.mqtt.connection import open_connection
+from iot_bridge.mqtt import packets as pk
+from iot_bridge.mqtt.client import MqttClient
+from iot_bridge.mqtt.connection import Endpoint, open_connection
+from iot_bridge.mqtt.source import Disconnected, Received
 from iot_bridge.tools.broker import Mosquitto
 from tests.integration.conftest import (
     TICK,
@@ -363,3 +366,126 @@ def test_nats_cluster_loses_the_node_the_bridge_is_connected_to(
         print("failover:", victim.mqtt_url, "->", health["mqtt_broker"], "plug resent:",
               sorted(resent), "skipped:",
               metric(bridge.metrics(), "mqtt_redeliveries_skipped_total"))  # fmt: skip
+
+
+# -- what does not work, shown ------------------------------------------------------------------
+
+
+def _broker(kind: str, workdir: Path) -> Mosquitto | NatsNode:
+    return Mosquitto(workdir) if kind == "mosquitto" else NatsNode(workdir, "n0")
+
+
+def _port(broker: Mosquitto | NatsNode) -> int:
+    return broker.port if isinstance(broker, Mosquitto) else broker.mqtt_port
+
+
+BROKERS = ["mosquitto", pytest.param("nats", marks=pytest.mark.skipif(
+    NATS_SERVER is None, reason="needs nats-server (Debian: nats-server)"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", BROKERS)
+def test_a_plug_that_publishes_at_qos_2(kind: str, tmp_path: Path) -> None:
+    """The bridge subscribes at QoS 1. Mosquitto takes a QoS 2 publish and hands it on at QoS 1;
+    NATS 2.9 closes the connection of a client that publishes at QoS 2 (its MQTT is QoS 0/1)."""
+    with _broker(kind, tmp_path / kind) as broker:
+
+        async def go() -> tuple[bytes, list[pk.Publish]]:
+            got: list[pk.Publish] = []
+            bridge_ep = Endpoint("127.0.0.1", _port(broker), "bridge-q2", clean_session=True)
+            bridge = await open_connection(bridge_ep, SYSTEM_CLOCK, lambda p, o, at: got.extend(p))
+            await bridge.subscribe(["plug/#"], qos=1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(broker))
+            writer.write(pk.connect("plug-q2", clean_session=True, keepalive=10))
+            await reader.readexactly(4)  # CONNACK
+            writer.write(pk.publish("plug/status/pm1:0", b'{"apower": 5}', 2, 1, False))
+            answer = await asyncio.wait_for(reader.read(4), 5)  # PUBREC, or the end
+            if answer:
+                writer.write(b"\x62\x02\x00\x01")  # PUBREL: the broker may deliver it now
+                await asyncio.wait_for(reader.readexactly(4), 5)  # PUBCOMP
+            await asyncio.sleep(0.3)
+            writer.close()
+            await bridge.disconnect()
+            return answer, got
+
+        answer, got = asyncio.run(go())
+        if kind == "mosquitto":
+            assert answer[:1] == b"\x50"  # PUBREC: taken
+            assert [(m.payload, m.qos) for m in got] == [(b'{"apower": 5}', 1)]
+        else:
+            assert answer == b""  # connection closed
+            assert got == []
+
+
+def test_a_broker_that_speaks_only_mqtt_5(tmp_path: Path) -> None:
+    """The bridge speaks MQTT 3.1.1. No MQTT 5-only broker is installable here, so this is a
+    listener that answers as MQTT 5 lets such a broker answer a 3.1.1 CONNECT (CONNACK 0x01,
+    then close): the bridge says why in ``mqtt_last_error`` and keeps retrying."""
+
+    async def go() -> str | None:
+        async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)
+            writer.write(b"\x20\x02\x00\x01")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = MqttClient([Endpoint("127.0.0.1", port, "v311", timeout=2)], SYSTEM_CLOCK,
+                            backoff_base=0.1)  # fmt: skip
+        task = asyncio.create_task(client.run())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        server.close()
+        assert not client.connected
+        return client.last_error
+
+    assert asyncio.run(go()) == "broker refused the connection: unacceptable protocol version"
+
+
+@pytest.mark.parametrize("kind", BROKERS)
+def test_two_bridges_with_one_client_id_take_the_session_from_each_other(
+    kind: str, tmp_path: Path
+) -> None:
+    """Session takeover: a second client with the bridge's MQTT_CLIENT_ID (a copied compose
+    file) makes the broker drop the first; it reconnects and drops the other. Both flap and the
+    readings are split between them: shown by ``mqtt_reconnects`` (alert
+    IotBridgeMqttReconnecting), never prevented by the bridge."""
+    with _broker(kind, tmp_path / kind) as broker:
+
+        async def go() -> dict[str, list[int]]:
+            ep = Endpoint("127.0.0.1", _port(broker), "same-id", keepalive=5)
+            clients = {n: MqttClient([ep], SYSTEM_CLOCK, backoff_base=0.3, backoff_cap=0.6,
+                                     ordered=kind == "mosquitto") for n in "ab"}  # fmt: skip
+            counts = {n: [0, 0] for n in clients}  # disconnects, messages
+
+            async def drain(name: str, client: MqttClient) -> None:
+                while True:
+                    item = await client.get()
+                    if isinstance(item, Disconnected):
+                        counts[name][0] += 1
+                    elif isinstance(item, Received):
+                        counts[name][1] += len(item.messages)
+                        client.ack(item.generation,
+                                   [m.packet_id for m in item.messages if m.packet_id])  # fmt: skip
+
+            tasks = []
+            for name, client in clients.items():
+                await client.set_filters(["plug/+"])
+                tasks += [asyncio.create_task(client.run()),
+                          asyncio.create_task(drain(name, client))]  # fmt: skip
+            await asyncio.sleep(1.0)
+            pub = await open_connection(
+                Endpoint("127.0.0.1", _port(broker), "pub", clean_session=True), SYSTEM_CLOCK
+            )
+            for i in range(40):
+                await pub.publish("plug/a", str(i).encode(), qos=1)
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)
+            for task in tasks:
+                task.cancel()
+            return counts
+
+        counts = asyncio.run(go())
+        print(kind, "takeover (disconnects, messages):", counts)
+        assert min(counts["a"][0], counts["b"][0]) >= 1  # both were dropped
+        assert min(counts["a"][1], counts["b"][1]) > 0  # each saw only part of the readings
