@@ -226,8 +226,9 @@ def test_without_the_marker_catching_up_ends_when_the_broker_falls_quiet(tmp_pat
 def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: Path) -> None:
     """NATS sends an unacknowledged message again once ``ack_wait`` passed, on whatever
     connection the session has: after the backlog such a redelivery is stale (skipped, counted);
-    when the bridge was away for longer, it comes first, with the backlog, and is taken."""
-    with NatsNode(tmp_path / "nats", "n0", ack_wait="1s") as node:
+    when the bridge was away for longer, it comes first, with the backlog, and is taken. (A busy
+    NATS may resend more than once, so the counts are lower bounds.)"""
+    with NatsNode(tmp_path / "nats", "n0", ack_wait="2s") as node:
 
         async def go() -> None:
             ep = Endpoint("127.0.0.1", node.mqtt_port, "bridge-under-test", keepalive=5)
@@ -236,7 +237,7 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
             task = asyncio.create_task(client.run())
             items = await _items_until(client, CaughtUp)
             assert isinstance(items[-1], CaughtUp)
-            assert items[-1].echoed  # NATS returns the marker behind the backlog
+            assert items[-1].echoed  # behind an empty backlog
             pub = await open_connection(
                 Endpoint("127.0.0.1", node.mqtt_port, "pub", clean_session=True), SYSTEM_CLOCK
             )
@@ -253,8 +254,9 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
 
             # 1. held longer than ack_wait on the same connection: resent, skipped
             held = await receive(3, "held")
-            await _until(lambda: client.redeliveries_skipped == 3)
+            await _until(lambda: client.redeliveries_skipped >= 3, timeout=30)
             client.ack(client._generation, [m.packet_id for m in held if m.packet_id])
+            skipped = client.redeliveries_skipped
             # 2. received, then the connection ends, and it is back within ack_wait: the
             # redeliveries come after the marker, and are skipped
             await receive(2, "lost")
@@ -262,17 +264,18 @@ def test_nats_resends_on_its_timer_and_stale_redeliveries_are_skipped(tmp_path: 
             client.resume()
             items = await _items_until(client, CaughtUp)
             assert not [i for i in items if isinstance(i, Received)]
-            await _until(lambda: client.redeliveries_skipped == 5)
+            await _until(lambda: client.redeliveries_skipped >= skipped + 2, timeout=30)
             # 3. away for longer than ack_wait: the redeliveries come first, with the backlog
             late = await receive(2, "late")
             client.pause()
-            await asyncio.sleep(1.6)
+            await asyncio.sleep(3.0)
+            skipped = client.redeliveries_skipped
             client.resume()
             items = await _items_until(client, CaughtUp)
             backlog = [m for i in items if isinstance(i, Received) for m in i.messages]
             assert [(m.payload, m.dup) for m in backlog] == [(m.payload, True) for m in late]
             client.ack(client._generation, [m.packet_id for m in backlog if m.packet_id])
-            assert client.redeliveries_skipped == 5
+            assert client.redeliveries_skipped == skipped  # taken, not skipped
             await pub.disconnect()
             await client.stop()
             task.cancel()
