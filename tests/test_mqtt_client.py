@@ -394,3 +394,44 @@ def test_a_first_subscription_to_a_nats_cluster_fits_the_timeout(tmp_path: Path)
             task.cancel()
 
         asyncio.run(go())
+
+
+def test_a_redelivery_of_a_held_message_is_acknowledged_once() -> None:
+    """A resend (DUP) of a message the intake still holds is skipped but not acknowledged: the
+    intake's acknowledgement of the original is the one PUBACK. A second one could acknowledge
+    whatever the broker gave that packet id next (NATS reuses them), and that message would
+    be lost."""
+
+    async def go() -> None:
+        written = bytearray()
+        sent = asyncio.Event()
+
+        async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)  # CONNECT
+            original = pk.publish("plug/a", b"1", 1, 7, False)
+            resend = bytes([original[0] | 0x08]) + original[1:]  # the DUP flag
+            writer.write(b"\x20\x02\x00\x00" + original + resend)
+            sent.set()
+            while data := await reader.read(1024):
+                written.extend(data)
+
+        server = await asyncio.start_server(broker, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clock = FakeClock()
+        client = MqttClient([Endpoint("127.0.0.1", port, "c", keepalive=0)], clock,
+                            ordered=False)  # fmt: skip
+        task = asyncio.create_task(client.run())
+        (item,) = [i for i in await _items_until(client, Received) if isinstance(i, Received)]
+        await sent.wait()
+        await settle()
+        assert [(m.packet_id, m.dup) for m in item.messages] == [(7, False)]
+        assert client.redeliveries_skipped == 1
+        assert pk.puback(7) not in written  # not for the skipped resend
+        client.ack(item.generation, [7])
+        await settle()
+        await asyncio.sleep(0.05)
+        assert written.count(pk.puback(7)) == 1
+        task.cancel()
+        server.close()
+
+    asyncio.run(go())

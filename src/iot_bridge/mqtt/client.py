@@ -23,8 +23,10 @@ session resumes, so mosquitto's come with the backlog, before the marker. NATS i
 message once its ``ack_wait`` (30 s by default) has passed, on whatever connection the session
 has then: what a bridge had received but not committed when it died comes back that long after
 it was measured, behind newer readings, and taken as live it would open a session that never
-was. Such a message is acknowledged, skipped and counted (``redeliveries_skipped``); a
-redelivery on the connection that still holds the original is skipped the same way. Without the
+was. Such a message is skipped and counted (``redeliveries_skipped``), and acknowledged unless
+it resends one the intake still holds on this connection: then the intake's acknowledgement of
+the original is the only PUBACK (NATS reuses packet ids, so a second one could acknowledge a
+message nobody has processed). Without the
 order (no marker) the end of the backlog is a guess, so every redelivery is skipped.
 """
 
@@ -95,6 +97,7 @@ class MqttClient:
         self.refused_subscriptions: set[str] = set()
         self.redeliveries_skipped = 0  # stale redeliveries after the backlog (see above)
         self._live = False  # this connection has delivered its backlog
+        self._held: set[int] = set()  # packet ids handed over on it, not yet acknowledged
         self.ordered = ordered
         self._stopping = False
         self._self_closed = False  # the current connection is being closed by us
@@ -116,6 +119,7 @@ class MqttClient:
     def ack(self, generation: int, packet_ids: Sequence[int]) -> None:
         conn = self.connection
         if packet_ids and conn is not None and generation == self._generation:
+            self._held.difference_update(packet_ids)
             conn.ack(list(packet_ids))  # a connection that died meanwhile: the broker redelivers
 
     def pause(self) -> None:
@@ -190,6 +194,7 @@ class MqttClient:
         self._generation += 1
         generation = self._generation
         self._live = False  # until this connection's backlog is delivered
+        self._held = set()
 
         def on_packets(publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float) -> None:
             self._received(generation, publishes, oversize, at)
@@ -272,6 +277,7 @@ class MqttClient:
         elif (self._live or not self.ordered) and any(p.dup for p in publishes):
             publishes = self._skip_stale(publishes)
         if publishes or oversize:
+            self._held.update([p.packet_id for p in publishes if p.packet_id is not None])
             self._push(Received(at, generation, publishes, oversize))
 
     def _take_marker(self, generation: int, publishes: list[pk.Publish]) -> list[pk.Publish]:
@@ -298,8 +304,14 @@ class MqttClient:
 
     def _skip_stale(self, publishes: list[pk.Publish]) -> list[pk.Publish]:
         stale = [p for p in publishes if p.dup]
+        kept = [p for p in publishes if not p.dup]
         if self.connection is not None:
-            self.connection.ack([p.packet_id for p in stale if p.packet_id is not None])
+            # the original of one still held by the intake (or handed over with it now) is
+            # acknowledged by the intake; a second PUBACK could acknowledge whatever the
+            # broker gave that packet id next
+            held = self._held.union(p.packet_id for p in kept)
+            self.connection.ack([i for p in stale if (i := p.packet_id) is not None
+                                 and i not in held])  # fmt: skip
         self.redeliveries_skipped += len(stale)
         log.warning(
             "MQTT broker resent %d message(s) outside a resumed session's backlog (first on"
@@ -307,7 +319,7 @@ class MqttClient:
             len(stale),
             stale[0].topic,
         )
-        return [p for p in publishes if not p.dup]
+        return kept
 
     async def _start_catch_up(self, conn: Connection) -> None:
         self._marker = os.urandom(12).hex().encode()
