@@ -4,8 +4,8 @@
 #   runtime  Python >= 3.11 with venv (apt), .venv with the bridge    (./scripts/start)
 #   demo     runtime + mosquitto (apt): the demo starts a private broker (./scripts/start demo)
 #   dev      Python, .venv with the bridge and its dev tools (pytest, hypothesis, ruff,
-#            mypy), mosquitto and mosquitto-clients (apt): the tests start their own brokers
-#            (./scripts/test)
+#            mypy), mosquitto, mosquitto-clients and nats-server (apt): the tests start their
+#            own brokers (./scripts/test)
 # apt is used only when run as root; otherwise it names the Debian packages to install.
 set -euo pipefail
 _profile="${1:-runtime}"
@@ -77,6 +77,11 @@ if [ "$_profile" != runtime ] && ! command -v mosquitto >/dev/null 2>&1 &&
         echo "bootstrap: installing mosquitto (the demo starts its own broker)" >&2
         _apt_install mosquitto
     fi
+fi
+if [ "$_profile" = dev ] && ! command -v nats-server >/dev/null 2>&1 &&
+    [ ! -x /usr/sbin/nats-server ]; then
+    echo "bootstrap: installing nats-server (the interop tests start NATS nodes)" >&2
+    _apt_install nats-server || echo "bootstrap: no nats-server; the NATS interop tests will skip" >&2
 fi
 if [ "$_profile" = dev ] && ! command -v promtool >/dev/null 2>&1; then
     echo "bootstrap: installing promtool (tests of the Prometheus alert rules)" >&2

@@ -127,7 +127,10 @@ def test_help_lists_every_environment_variable_with_its_default(command: str) ->
               not line.startswith("   ")]  # fmt: skip
     assert starts == [v.name for v in VARIABLES]
     flat = " ".join(env_part.split())
-    assert "MQTT_URL mqtt://host:1883 or mqtts://host:8883 (required)" in flat
+    assert (
+        "MQTT_URL mqtt://host:1883 or mqtts://host:8883; a cluster: its nodes' URLs,"
+        " comma-separated (required)" in flat
+    )
     assert "(default: 30)" in flat.split("MQTT_KEEPALIVE", 1)[1].split("MQTT_RECONNECT_MAX")[0]
     assert "(default: 8080)" in flat.split("HEALTH_PORT", 1)[1].split("HEALTH_MAX_QUEUE_AGE")[0]
 

@@ -69,6 +69,13 @@ def test_all_well_is_ok_without_findings() -> None:
     assert (report["status"], report["problems"], report["warnings"]) == ("ok", [], [])
 
 
+def test_names_the_broker_connected_to_only_while_connected() -> None:
+    node = "mqtt://nats-2.example:1883"
+    assert health_report(facts(mqtt_broker=node))["mqtt_broker"] == node
+    gone = health_report(facts(mqtt_broker=node, mqtt_connected=False))
+    assert gone["mqtt_broker"] is None  # the node being tried is named in mqtt_last_error
+
+
 def failing_delivery(since: float, **kw: Any) -> DeliveryStatus:
     status = DeliveryStatus(odoo_reachable=True)
     status.failed(since, "POST /ows/iot/events answered 502 (not the contract's answer: text/html)")

@@ -15,7 +15,7 @@ import pytest
 
 from iot_bridge.cli import sample_path
 from iot_bridge.errors import SettingsError
-from iot_bridge.settings import VARIABLES, Settings, load
+from iot_bridge.settings import VARIABLES, Broker, Settings, load
 
 PASSWORD = "pw-Sup3rS3cret-mqtt"
 TOKEN = "tok-Sup3rS3cret-odoo"
@@ -32,9 +32,8 @@ def env(**overrides: str) -> dict[str, str]:
 
 def test_defaults() -> None:
     s = load(dict(BASE))
-    assert (s.mqtt_host, s.mqtt_port, s.mqtt_tls) == ("broker.local", 1883, False)
-    assert s.mqtt_username is None
-    assert s.mqtt_password is None
+    assert s.mqtt_brokers == (Broker("broker.local", 1883),)
+    assert s.mqtt_tls is False
     assert s.mqtt_client_id == f"iot-bridge-{socket.gethostname()}"[:64]
     assert s.mqtt_ca_file is None
     assert s.mqtt_keepalive == 30
@@ -53,7 +52,7 @@ def test_defaults() -> None:
 
 
 def test_default_port_without_port_in_url() -> None:
-    assert load(env(MQTT_URL="mqtt://broker.local")).mqtt_port == 1883
+    assert load(env(MQTT_URL="mqtt://broker.local")).mqtt_brokers[0].port == 1883
 
 
 def test_full_odoo_configuration() -> None:
@@ -82,7 +81,7 @@ def test_full_odoo_configuration() -> None:
     assert s.mqtt_client_id == "bridge-1"
     assert s.data_dir == Path("/var/lib/bridge")
     assert s.devices_file is None
-    assert s.mqtt_port == 1884
+    assert s.mqtt_brokers[0].port == 1884
 
 
 @pytest.mark.parametrize(
@@ -171,15 +170,15 @@ def test_forward_measurements_flag(value: str, expected: bool) -> None:
 
 def test_mqtts_default_port_and_ssl_context() -> None:
     s = load(env(MQTT_URL="mqtts://broker.example.com"))
-    assert (s.mqtt_port, s.mqtt_tls) == (8883, True)
+    assert (s.mqtt_brokers[0].port, s.mqtt_tls) == (8883, True)
     assert s.mqtt_url == "mqtts://broker.example.com:8883"
     ctx = s.ssl_context()
     assert isinstance(ctx, ssl.SSLContext)
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.check_hostname is True
-    assert load(env(MQTT_URL="mqtts://b:9999")).mqtt_port == 9999
+    assert load(env(MQTT_URL="mqtts://b:9999")).mqtt_brokers[0].port == 9999
     assert load(env(MQTT_URL="ssl://b")).mqtt_tls is True
-    assert load(env(MQTT_URL="tcp://b")).mqtt_port == 1883
+    assert load(env(MQTT_URL="tcp://b")).mqtt_brokers[0].port == 1883
 
 
 def test_ssl_context_with_ca_file() -> None:
@@ -193,9 +192,7 @@ def test_ssl_context_with_ca_file() -> None:
 
 def test_credentials_from_url_and_overrides() -> None:
     s = load(env(MQTT_URL=f"mqtt://bridge%40shop:{PASSWORD}@broker:1883"))
-    assert s.mqtt_username == "bridge@shop"  # percent-decoded
-    assert s.mqtt_password == PASSWORD
-    assert s.mqtt_host == "broker"
+    assert s.mqtt_brokers == (Broker("broker", 1883, "bridge@shop", PASSWORD),)  # decoded
     assert PASSWORD not in s.mqtt_url
     s2 = load(
         env(
@@ -204,7 +201,7 @@ def test_credentials_from_url_and_overrides() -> None:
             MQTT_PASSWORD="envpass",
         )
     )
-    assert (s2.mqtt_username, s2.mqtt_password) == ("envuser", "envpass")
+    assert s2.mqtt_brokers == (Broker("broker", 1883, "envuser", "envpass"),)
 
 
 def test_repr_hides_secrets() -> None:
@@ -227,7 +224,7 @@ def test_repr_hides_secrets() -> None:
 def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MQTT_URL", "mqtt://from-environ:1999")
     monkeypatch.setenv("DEVICES_FILE", "/x.json")
-    assert load().mqtt_port == 1999
+    assert load().mqtt_brokers[0].port == 1999
 
 
 def test_readme_configuration_table_is_the_variables() -> None:
@@ -242,7 +239,7 @@ def test_readme_configuration_table_is_the_variables() -> None:
 def test_defaults_of_variables_are_the_settings_defaults() -> None:
     """``Settings`` built in code (the demo) gets the same defaults as ``load`` gives."""
     loaded = load(dict(BASE))
-    built = Settings(mqtt_host="broker.local", mqtt_port=1883, mqtt_tls=False)
+    built = Settings(mqtt_brokers=(Broker("broker.local", 1883),), mqtt_tls=False)
     for name in ("mqtt_keepalive", "odoo_timeout", "data_dir", "health_host", "health_port",
                  "log_level", "config_refresh_interval", "forward_measurements",
                  "max_queue_age_s", "reconnect_max_s"):  # fmt: skip

@@ -203,7 +203,7 @@ def test_nul_in_mqtt_text(name: str) -> None:
 
 
 def test_password_is_binary_data_nul_allowed() -> None:
-    assert load({**BASE, "MQTT_PASSWORD": "a\x00b"}).mqtt_password == "a\x00b"
+    assert load({**BASE, "MQTT_PASSWORD": "a\x00b"}).mqtt_brokers[0].password == "a\x00b"
 
 
 def test_username_that_is_not_utf8() -> None:

@@ -51,9 +51,18 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("MQTT_URL", None, "`mqtt://host:1883` or `mqtts://host:8883`", "(required)"),
-    Variable("MQTT_USERNAME", None, "broker user (or in `MQTT_URL`: `mqtt://user:pw@host`)"),
-    Variable("MQTT_PASSWORD", None, "broker password (or in `MQTT_URL`)"),
+    Variable(
+        "MQTT_URL",
+        None,
+        "`mqtt://host:1883` or `mqtts://host:8883`; a cluster: its nodes' URLs, comma-separated",
+        "(required)",
+    ),
+    Variable(
+        "MQTT_USERNAME",
+        None,
+        "broker user, for every URL (or in `MQTT_URL`: `mqtt://user:pw@host`)",
+    ),
+    Variable("MQTT_PASSWORD", None, "broker password, for every URL (or in `MQTT_URL`)"),
     Variable(
         "MQTT_CLIENT_ID",
         None,
@@ -71,6 +80,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MQTT_KEEPALIVE", "30", "seconds; a silent broker is given up after 1.5 x this"),
     Variable(
         "MQTT_RECONNECT_MAX", "60", "seconds; cap of the jittered exponential reconnect backoff"
+    ),
+    Variable(
+        "MQTT_ORDERED_SESSION",
+        "true",
+        "`false` for brokers whose subscriptions deliver apart and resend on a timer (NATS):"
+        " the backlog's end is then guessed (`docs/deployment.md`, interop matrix)",
     ),
     Variable(
         "MQTT_MAX_PACKET",
@@ -123,13 +138,26 @@ VARIABLES: tuple[Variable, ...] = (
 ENVIRONMENT: dict[str, Variable] = {v.name: v for v in VARIABLES}
 
 
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """One broker address of ``MQTT_URL`` (a node of a cluster), with the credentials the bridge
+    logs in with there."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def url(self, tls: bool) -> str:
+        """Without credentials: safe to log and to show in ``/health``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if tls else 'mqtt'}://{host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class Settings:
-    mqtt_host: str
-    mqtt_port: int
-    mqtt_tls: bool
-    mqtt_username: str | None = None
-    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_brokers: tuple[Broker, ...]  # tried in turn; at least one
+    mqtt_tls: bool  # one scheme for all of them: a failover never drops TLS
     mqtt_client_id: str = "iot-bridge"
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None  # client certificate (PEM, may hold the chain)
@@ -149,6 +177,7 @@ class Settings:
     max_queue_age_s: float = 900.0  # /health turns 503 when the oldest queued event is older
     reconnect_max_s: float = 60.0
     mqtt_max_packet: int = DEFAULT_MAX_PACKET  # larger PUBLISHes are skipped unread, counted
+    mqtt_ordered_session: bool = True  # a resumed session is one ordered queue (not NATS)
     odoo_down_after_s: float = 300.0  # /health turns 503 when Odoo failed for longer
     dead_letter_warn_s: float = 86_400.0  # /health warns this long after a new dead letter
     silent_after_s: float = 3600.0  # /health warns of a device topic silent this long
@@ -160,7 +189,8 @@ class Settings:
 
     @property
     def mqtt_url(self) -> str:
-        return f"{'mqtts' if self.mqtt_tls else 'mqtt'}://{self.mqtt_host}:{self.mqtt_port}"
+        """The broker URLs without credentials, comma-separated as ``MQTT_URL`` takes them."""
+        return ",".join(b.url(self.mqtt_tls) for b in self.mqtt_brokers)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.mqtt_tls:
@@ -315,11 +345,17 @@ def _shown_url(raw: str) -> str:
 
 
 def _parse_mqtt_url(raw: str) -> tuple[str, int, bool, str | None, str | None]:
+    """One URL of ``MQTT_URL``: ``(host, port, tls, user, password)``."""
     try:
         url = urlsplit(raw)
         port = url.port
     except ValueError as exc:
-        raise SettingsError(f"MQTT_URL is not a valid URL: {exc}") from None
+        raise SettingsError(f"MQTT_URL {_shown_url(raw)!r} is not a valid URL: {exc}") from None
+    if url.scheme in ("ws", "wss"):
+        raise SettingsError(
+            f"MQTT_URL {_shown_url(raw)!r}: MQTT over WebSockets is not supported; use the"
+            " broker's MQTT port (mqtt://host:1883 or mqtts://host:8883)"
+        )
     if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise SettingsError(
             f"MQTT_URL must start with mqtt:// or mqtts://, got {_shown_url(raw)!r}"
@@ -328,18 +364,54 @@ def _parse_mqtt_url(raw: str) -> tuple[str, int, bool, str | None, str | None]:
         raise SettingsError("MQTT_URL needs a host, e.g. mqtt://mosquitto:1883")
     if port == 0:
         raise SettingsError("MQTT_URL port must be 1..65535, got 0")
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise SettingsError(
+            f"MQTT_URL {_shown_url(raw)!r} has a path or query; only scheme://user:pw@host:port"
+        )
     tls = url.scheme in ("mqtts", "ssl")
     user = unquote(url.username) if url.username else None
     password = unquote(url.password) if url.password else None
     return url.hostname, port or (8883 if tls else 1883), tls, user, password
 
 
+def _brokers(env: Mapping[str, str]) -> tuple[tuple[Broker, ...], bool]:
+    """``MQTT_URL``: one URL, or a cluster's nodes separated by commas (a comma in a password
+    is written ``%2C``). Every URL has the same scheme, so a node that fails never sends the
+    bridge from TLS to plain text; ``MQTT_USERNAME`` / ``MQTT_PASSWORD``, when set, are the
+    login on every node, else each URL's own."""
+    raw = _get(env, "MQTT_URL")
+    if raw is None:
+        raise SettingsError("MQTT_URL is required, e.g. mqtt://mosquitto:1883")
+    parts = [part.strip() for part in raw.split(",")]
+    if "" in parts:
+        raise SettingsError("MQTT_URL has an empty entry (two commas, or one at an end)")
+    env_user = _mqtt_string("MQTT_USERNAME", _get(env, "MQTT_USERNAME"))
+    env_password = _mqtt_string("MQTT_PASSWORD", _get(env, "MQTT_PASSWORD"), text=False)
+    brokers: list[Broker] = []
+    schemes: set[bool] = set()
+    for part in parts:
+        host, port, tls, user, password = _parse_mqtt_url(part)
+        schemes.add(tls)
+        broker = Broker(
+            host,
+            port,
+            env_user or _mqtt_string("MQTT_USERNAME", user),
+            env_password or _mqtt_string("MQTT_PASSWORD", password, text=False),
+        )
+        if any((b.host, b.port) == (host, port) for b in brokers):  # hostname: lower case
+            raise SettingsError(f"MQTT_URL names {broker.url(tls)} twice")
+        brokers.append(broker)
+    if len(schemes) > 1:
+        raise SettingsError(
+            "MQTT_URL mixes mqtt:// and mqtts:// URLs; use one scheme for every node (a"
+            " failover must not fall back to plain text)"
+        )
+    return tuple(brokers), schemes.pop()
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    raw_url = _get(env, "MQTT_URL")
-    if raw_url is None:
-        raise SettingsError("MQTT_URL is required, e.g. mqtt://mosquitto:1883")
-    host, port, tls, url_user, url_password = _parse_mqtt_url(raw_url)
+    brokers, tls = _brokers(env)
 
     odoo_url = _get(env, "ODOO_URL")
     token = _get(env, "ODOO_TOKEN")
@@ -370,13 +442,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     client_id = _get(env, "MQTT_CLIENT_ID") or f"iot-bridge-{socket.gethostname()}"[:64]
     cert_file, key_file, key_password = _tls_files(env, tls)
     return Settings(
-        mqtt_host=host,
-        mqtt_port=port,
+        mqtt_brokers=brokers,
         mqtt_tls=tls,
-        mqtt_username=_mqtt_string("MQTT_USERNAME", _get(env, "MQTT_USERNAME") or url_user),
-        mqtt_password=_mqtt_string(
-            "MQTT_PASSWORD", _get(env, "MQTT_PASSWORD") or url_password, text=False
-        ),
         mqtt_client_id=_mqtt_string("MQTT_CLIENT_ID", client_id) or client_id,
         mqtt_ca_file=Path(ca_file) if ca_file else None,
         mqtt_cert_file=cert_file,
@@ -396,6 +463,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_queue_age_s=_number(env, "HEALTH_MAX_QUEUE_AGE", 1.0),
         reconnect_max_s=_number(env, "MQTT_RECONNECT_MAX", 0.1),
         mqtt_max_packet=_max_packet(env),
+        mqtt_ordered_session=_flag(env, "MQTT_ORDERED_SESSION"),
         odoo_down_after_s=_number(env, "HEALTH_ODOO_DOWN_AFTER", 1.0),
         dead_letter_warn_s=_number(env, "HEALTH_DEAD_LETTER_WARN", 1.0),
         silent_after_s=_number(env, "HEALTH_SILENT_AFTER", 1.0),

@@ -8,12 +8,14 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,29 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@dataclass(frozen=True)
+class Plugs:
+    """Where the test's devices publish, and how they log in (a broker other than the plain
+    private mosquitto: TLS with a client certificate, a user of an ACL, a NATS node)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None
+    username: str | None = None
+    password: str | None = None
+
+    def endpoint(self, client_id: str) -> Endpoint:
+        return Endpoint(self.host, self.port, client_id, self.username, self.password, self.tls,
+                        clean_session=True)  # fmt: skip
+
+
+Target = Mosquitto | Plugs
+
+
+def plugs(target: Target) -> Plugs:
+    return target if isinstance(target, Plugs) else Plugs(target.port)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,7 +92,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str =
 
 
 def publish(
-    broker: Mosquitto,
+    broker: Target,
     messages: Sequence[tuple[str, bytes] | None],
     qos: int = 1,
     gap: float = 0.0,
@@ -78,8 +103,9 @@ def publish(
     ``None`` in ``messages`` is a pause of ``gap`` seconds (a tick boundary)."""
 
     async def go() -> None:
-        ep = Endpoint("127.0.0.1", broker.port, f"pub-{time.monotonic_ns()}", clean_session=True)
-        conn = await open_connection(ep, SYSTEM_CLOCK)
+        conn = await open_connection(
+            plugs(broker).endpoint(f"pub-{time.monotonic_ns()}"), SYSTEM_CLOCK
+        )
         try:
             for message in messages:
                 if message is None:
@@ -120,16 +146,15 @@ def notify(name: str, watts: float, energy: float, ts: float | None = None) -> t
     return f"{name}/events/rpc", json.dumps(body).encode()
 
 
-def publish_run(
-    broker: Mosquitto, name: str, work_ticks: int = 8, off_ticks: int = 10
-) -> list[float]:
+def publish_run(broker: Target, name: str, work_ticks: int = 8, off_ticks: int = 10) -> list[float]:
     """A run described by NotifyStatus frames, one per tick, each stamped when it is sent;
     returns the stamps (the first working frame's is the run's true start)."""
     stamps: list[float] = []
 
     async def go() -> None:
-        ep = Endpoint("127.0.0.1", broker.port, f"dev-{time.monotonic_ns()}", clean_session=True)
-        conn = await open_connection(ep, SYSTEM_CLOCK)
+        conn = await open_connection(
+            plugs(broker).endpoint(f"dev-{time.monotonic_ns()}"), SYSTEM_CLOCK
+        )
         try:
             plan = [300.0] * work_ticks + [1.0] * off_ticks
             for i, watts in enumerate(plan):
@@ -150,7 +175,7 @@ def working(name: str, ticks: int) -> list[tuple[str, bytes] | None]:
     return [m for i in range(ticks) for m in (frame(name, 300.0, 200.0 + i), None)]
 
 
-def open_session(broker: Mosquitto, odoo: FakeOdoo, name: str) -> None:
+def open_session(broker: Target, odoo: FakeOdoo, name: str) -> None:
     """Work long enough to pass the start debounce; returns once Odoo has the run_start."""
     before = len(events_of(odoo, "run_start"))
     publish(broker, working(name, 8), gap=TICK)
@@ -222,6 +247,11 @@ class BridgeProcess:
     def connected(self) -> None:
         self.wait_health(lambda h: h["mqtt_connected"] and h["devices_configured"] > 0)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process holds what reaches its socket, acknowledges nothing."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.kill()
@@ -267,8 +297,9 @@ BridgeFactory = Callable[..., BridgeProcess]
 def bridge_factory(tmp_path: Path) -> Iterator[BridgeFactory]:
     made: list[BridgeProcess] = []
 
-    def make(broker: Mosquitto, odoo: FakeOdoo | None = None, **env: str) -> BridgeProcess:
-        base = {"MQTT_URL": broker.url}
+    def make(broker: Mosquitto | str, odoo: FakeOdoo | None = None, **env: str) -> BridgeProcess:
+        """``broker``: a private mosquitto, or the ``MQTT_URL`` of something else."""
+        base = {"MQTT_URL": broker if isinstance(broker, str) else broker.url}
         if odoo is not None:
             base |= {"ODOO_URL": odoo.url, "ODOO_TOKEN": odoo.token, "ODOO_TIMEOUT": "2"}
         proc = BridgeProcess(tmp_path, base | env)

@@ -29,10 +29,16 @@ NATS_SERVER = shutil.which("nats-server") or (
 
 
 class NatsNode:
-    def __init__(self, workdir: Path, name: str, *, cluster: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, name: str, *, cluster: str | None = None, ack_wait: str = "30s"
+    ) -> None:
+        """``ack_wait``: how long NATS waits for a PUBACK before it sends a message again, on
+        any connection of the session (30 s is its default)."""
         self.workdir = workdir
         self.name = name
         self.cluster = cluster
+        self.ack_wait = ack_wait
+        self.replicas = 1  # set by NatsCluster
         self.port = free_port()
         self.mqtt_port = free_port()
         self.http_port = free_port()
@@ -61,7 +67,11 @@ class NatsNode:
             "}",
             "mqtt {",
             f"  listen: 127.0.0.1:{self.mqtt_port}",
-            "  ack_wait: 30s",
+            f"  ack_wait: {self.ack_wait}",
+            # in a cluster: every node holds the sessions and messages (NATS otherwise picks
+            # the replicas from the nodes it sees when it creates the streams: 2 of 3 when one
+            # route is late, and an R2 stream stops when it loses a node)
+            *([f"  stream_replicas: {self.replicas}"] if self.replicas > 1 else []),
             "}",
         ]
         if self.cluster is not None:
@@ -137,10 +147,16 @@ class NatsNode:
 class NatsCluster:
     """``size`` nodes routed to each other (every node lists every other as a route)."""
 
-    def __init__(self, workdir: Path, size: int = 3, name: str = "iot-test") -> None:
-        self.nodes = [NatsNode(workdir / f"n{i}", f"n{i}", cluster=name) for i in range(size)]
+    def __init__(
+        self, workdir: Path, size: int = 3, name: str = "iot-test", ack_wait: str = "30s"
+    ) -> None:
+        self.nodes = [
+            NatsNode(workdir / f"n{i}", f"n{i}", cluster=name, ack_wait=ack_wait)
+            for i in range(size)
+        ]
         for node in self.nodes:
             node.routes = [other.cluster_port for other in self.nodes if other is not node]
+            node.replicas = min(3, size)
 
     @property
     def mqtt_urls(self) -> list[str]:

@@ -11,6 +11,23 @@ held for us, so when the marker comes back, every message before it was publishe
 were back: :class:`~iot_bridge.mqtt.source.CaughtUp` says so. A broker that never returns the
 marker (an ACL that forbids the publish, a cluster that reorders) is caught up by guess: once
 nothing has arrived for a while.
+
+The marker works because mosquitto keeps one ordered queue per session. MQTT itself orders
+messages only per topic and publisher, and NATS delivers each subscription from its own
+JetStream consumer: its marker overtakes a backlog of more than a few hundred messages. For such
+a broker (``ordered=False``, ``MQTT_ORDERED_SESSION=false``) no marker is sent and the end of the
+backlog is always guessed.
+
+A redelivery (DUP) after the backlog is stale. MQTT resends unacknowledged messages only when a
+session resumes, so mosquitto's come with the backlog, before the marker. NATS instead resends a
+message once its ``ack_wait`` (30 s by default) has passed, on whatever connection the session
+has then: what a bridge had received but not committed when it died comes back that long after
+it was measured, behind newer readings, and taken as live it would open a session that never
+was. Such a message is skipped and counted (``redeliveries_skipped``), and acknowledged unless
+it resends one the intake still holds on this connection: then the intake's acknowledgement of
+the original is the only PUBACK (NATS reuses packet ids, so a second one could acknowledge a
+message nobody has processed). Without the
+order (no marker) the end of the backlog is a guess, so every redelivery is skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +49,8 @@ from iot_bridge.mqtt.source import CaughtUp, Connected, Disconnected, Received, 
 
 log = logging.getLogger("iot_bridge.mqtt")
 
-SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet
+SUBSCRIBE_CHUNK = 200  # filters per SUBSCRIBE packet, at most ...
+SUBSCRIBE_FIRST = 10  # ... starting with this many (see _subscribe)
 CATCH_UP_QUIET_S = 2.0  # without the marker: caught up once nothing arrived for this long ...
 CATCH_UP_MAX_S = 120.0  # ... or after this long at the most
 
@@ -50,7 +68,10 @@ class MqttClient:
         *,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
+        ordered: bool = True,
     ) -> None:
+        """``ordered``: the broker delivers a resumed session as one ordered queue and resends
+        only when a session resumes (mosquitto; not NATS): see the module docstring."""
         if not endpoints:
             raise ValueError("at least one broker endpoint is needed")
         self.endpoints = tuple(endpoints)
@@ -64,6 +85,7 @@ class MqttClient:
         self._generation = 0
         self._sync_topic = sync_topic(endpoints[0].client_id)
         self._marker: bytes | None = None  # the nonce we wait to see again
+        self._catching_up = False  # the backlog of this connection is still coming
         self._catch_up_timer: Timer | None = None
         self._catch_up_since = 0.0
         self._last_arrival = 0.0
@@ -73,6 +95,10 @@ class MqttClient:
         self.connected_since: float | None = None  # when the current connection came up
         self.last_error: str | None = None
         self.refused_subscriptions: set[str] = set()
+        self.redeliveries_skipped = 0  # stale redeliveries after the backlog (see above)
+        self._live = False  # this connection has delivered its backlog
+        self._held: set[int] = set()  # packet ids handed over on it, not yet acknowledged
+        self.ordered = ordered
         self._stopping = False
         self._self_closed = False  # the current connection is being closed by us
         self._allowed = asyncio.Event()  # cleared while paused
@@ -93,6 +119,7 @@ class MqttClient:
     def ack(self, generation: int, packet_ids: Sequence[int]) -> None:
         conn = self.connection
         if packet_ids and conn is not None and generation == self._generation:
+            self._held.difference_update(packet_ids)
             conn.ack(list(packet_ids))  # a connection that died meanwhile: the broker redelivers
 
     def pause(self) -> None:
@@ -143,8 +170,8 @@ class MqttClient:
                 delay = backoff_delay(attempt + 1, self._base, self._cap, self._rng)
                 if isinstance(exc, MqttError):
                     level = logging.ERROR if isinstance(exc, ConnectRefused) else logging.WARNING
-                    log.log(level, "MQTT broker %s:%s not available (%s), retrying in %.1fs",
-                            endpoint.host, endpoint.port, exc, delay)  # fmt: skip
+                    log.log(level, "MQTT broker %s not available (%s), retrying in %.1fs",
+                            endpoint.url, exc, delay)  # fmt: skip
                 else:
                     log.exception("MQTT connection attempt failed unexpectedly; retrying")
                 attempt += 1
@@ -166,24 +193,37 @@ class MqttClient:
     async def _connect(self, endpoint: Endpoint) -> Connection:
         self._generation += 1
         generation = self._generation
+        self._live = False  # until this connection's backlog is delivered
+        self._held = set()
 
         def on_packets(publishes: list[pk.Publish], oversize: list[pk.Oversize], at: float) -> None:
             self._received(generation, publishes, oversize, at)
 
         conn = await open_connection(endpoint, self._clock, on_packets, hold=True)
         try:
-            log.info("MQTT connected, subscribing to topics...")
+            if len(self.endpoints) == 1:
+                log.info("MQTT connected, subscribing to topics...")
+            else:  # which node of the cluster
+                log.info("MQTT connected, subscribing to topics... (%s)", endpoint.url)
             self.connection = conn
             self._self_closed = False
             self.last_error = None
             self.connected_since = self._clock.now()
             self._push(Connected(self.connected_since, generation, conn.session_present))
             conn.start_delivery()
-            await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
-            await self._start_catch_up(conn)
-        except BaseException:
+            if self.ordered:
+                await self._subscribe(conn, sorted(self._filters | {self._sync_topic}))
+                await self._start_catch_up(conn)
+            else:
+                await self._subscribe(conn, sorted(self._filters))
+                self._guess_catch_up()
+        except BaseException as exc:  # after Connected: the stream hears that it ended
             self.connection = None
+            self.connected_since = None
+            self._end_catch_up()
             conn.abort()
+            lost = not isinstance(exc, asyncio.CancelledError)
+            self._push(Disconnected(self._clock.now(), str(exc) or type(exc).__name__, lost))
             raise
         return conn
 
@@ -202,8 +242,23 @@ class MqttClient:
         return reason
 
     async def _subscribe(self, conn: Connection, filters: list[str]) -> None:
-        for chunk in _chunks(filters):
+        """Subscribe in packets that each answer within the endpoint's timeout: a NATS cluster
+        creates a replicated consumer per new filter, about half a second each, and reads
+        nothing else meanwhile (one SUBSCRIBE of 30 new filters took 14 s there). So packets
+        start small, grow while the broker answers fast (mosquitto: at once) and shrink when it
+        takes more than half the timeout."""
+        size, at = SUBSCRIBE_FIRST, 0
+        budget = conn.endpoint.timeout
+        while at < len(filters):
+            chunk = filters[at : at + size]
+            at += len(chunk)
+            started = self._clock.now()
             granted = await conn.subscribe(chunk, qos=1)
+            took = self._clock.now() - started
+            if took < budget / 10:
+                size = min(SUBSCRIBE_CHUNK, size * 2)
+            elif took > budget / 2:
+                size = max(1, size // 2)
             for topic_filter, code in zip(chunk, granted, strict=False):
                 if code == 0x80:
                     self.refused_subscriptions.add(topic_filter)
@@ -219,7 +274,10 @@ class MqttClient:
         self._last_arrival = at
         if self._marker is not None:
             publishes = self._take_marker(generation, publishes)
+        elif (self._live or not self.ordered) and any(p.dup for p in publishes):
+            publishes = self._skip_stale(publishes)
         if publishes or oversize:
+            self._held.update([p.packet_id for p in publishes if p.packet_id is not None])
             self._push(Received(at, generation, publishes, oversize))
 
     def _take_marker(self, generation: int, publishes: list[pk.Publish]) -> list[pk.Publish]:
@@ -240,37 +298,68 @@ class MqttClient:
                     self._push(Received(self._last_arrival, generation, kept))
                     kept = []
                 self._end_catch_up()
+                self._live = True
                 self._push(CaughtUp(self._clock.now(), generation, echoed=True))
+        return kept
+
+    def _skip_stale(self, publishes: list[pk.Publish]) -> list[pk.Publish]:
+        stale = [p for p in publishes if p.dup]
+        kept = [p for p in publishes if not p.dup]
+        if self.connection is not None:
+            # the original of one still held by the intake (or handed over with it now) is
+            # acknowledged by the intake; a second PUBACK could acknowledge whatever the
+            # broker gave that packet id next
+            held = self._held.union(p.packet_id for p in kept)
+            self.connection.ack([i for p in stale if (i := p.packet_id) is not None
+                                 and i not in held])  # fmt: skip
+        self.redeliveries_skipped += len(stale)
+        log.warning(
+            "MQTT broker resent %d message(s) outside a resumed session's backlog (first on"
+            " %r); skipped as stale (NATS resends on its ack_wait timer; docs/deployment.md)",
+            len(stale),
+            stale[0].topic,
+        )
         return kept
 
     async def _start_catch_up(self, conn: Connection) -> None:
         self._marker = os.urandom(12).hex().encode()
+        self._catching_up = True
         self._catch_up_since = self._last_arrival = self._clock.now()
         await conn.publish(self._sync_topic, self._marker, qos=1)
+        self._arm_catch_up(self._catch_up_since + CATCH_UP_QUIET_S)
+
+    def _guess_catch_up(self) -> None:
+        """No marker (an unordered broker): caught up once the broker falls quiet."""
+        self._catching_up = True
+        self._catch_up_since = self._last_arrival = self._clock.now()
         self._arm_catch_up(self._catch_up_since + CATCH_UP_QUIET_S)
 
     def _arm_catch_up(self, when: float) -> None:
         self._catch_up_timer = self._clock.call_at(when, self._catch_up_check)
 
     def _catch_up_check(self) -> None:
-        if self._marker is None:
+        if not self._catching_up:
             return
         now = self._clock.now()
         quiet_until = self._last_arrival + CATCH_UP_QUIET_S
         if now < quiet_until and now < self._catch_up_since + CATCH_UP_MAX_S:
             self._arm_catch_up(min(quiet_until, self._catch_up_since + CATCH_UP_MAX_S))
             return
-        log.warning(
-            "MQTT broker did not return the bridge's sync marker on %s; treating the backlog as "
-            "delivered after %.0f s (late readings without a device time are timed as live)",
-            self._sync_topic,
-            now - self._catch_up_since,
-        )
+        if self.ordered:
+            log.warning(
+                "MQTT broker did not return the bridge's sync marker on %s; treating the backlog"
+                " as delivered after %.0f s (late readings without a device time are timed as"
+                " live)",
+                self._sync_topic,
+                now - self._catch_up_since,
+            )
         self._end_catch_up()
+        self._live = True
         self._push(CaughtUp(now, self._generation, echoed=False))
 
     def _end_catch_up(self) -> None:
         self._marker = None
+        self._catching_up = False
         if self._catch_up_timer is not None:
             self._catch_up_timer.cancel()
             self._catch_up_timer = None

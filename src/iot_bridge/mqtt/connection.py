@@ -34,9 +34,14 @@ class Endpoint:
     timeout: float = 10.0
     max_packet: int = pk.DEFAULT_MAX_PACKET
 
+    @property
+    def url(self) -> str:
+        """Where this is, without credentials (logs, ``/health``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
     def __repr__(self) -> str:  # never show the password
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"Endpoint({scheme}://{self.host}:{self.port}, client_id={self.client_id!r})"
+        return f"Endpoint({self.url}, client_id={self.client_id!r})"
 
 
 OnPackets = Callable[[list[pk.Publish], list[pk.Oversize], float], None]
@@ -148,6 +153,11 @@ class Connection(asyncio.Protocol):
                 ack = await self._connack
         except TimeoutError:
             raise ConnectionLost("no CONNACK from the broker in time") from None
+        except ConnectionLost as exc:
+            # over TLS 1.3 the broker checks the client's certificate after the handshake, so
+            # a missing or untrusted one shows only as the connection ending here
+            hint = "client certificate required? (MQTT_CERT_FILE); " if ep.tls else ""
+            raise ConnectionLost(f"closed before CONNACK: {hint}{exc}") from None
         code = ack.return_codes[0]
         if code:
             refused = ConnectRefused(code, pk.CONNACK_REASONS.get(code, str(code)))

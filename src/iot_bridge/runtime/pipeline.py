@@ -122,7 +122,9 @@ def _restore(
 
 
 class Pipeline:
-    def __init__(self, *, forward_measurements: bool = False) -> None:
+    def __init__(self, *, forward_measurements: bool = False, marker: bool = True) -> None:
+        """``marker``: the source marks the end of the broker's backlog (``MQTT_ORDERED_SESSION``;
+        without, readings without a time that arrive while catching up are timed as live)."""
         self._devices: dict[str, _Device] = {}
         self._router: TopicRouter[_Device] = TopicRouter()
         self._routes: dict[str, list[_Device]] = {}  # topic -> targets, memoised (hot path)
@@ -138,7 +140,7 @@ class Pipeline:
         self.connected = True
         self._window: tuple[float | None, float] | None = None  # outage being caught up
         self._outage: tuple[float | None, bool] | None = None  # (since, observed) while down
-        self._untimed_late = True  # the broker returned our marker the last time
+        self._untimed_late = marker  # the broker returned our marker the last time
         self._readers = Readers()
         self._reader_topics: frozenset[str] = frozenset()  # the hot path's test, no call
 

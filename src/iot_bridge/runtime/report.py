@@ -81,6 +81,7 @@ class HealthFacts:
     device_last_error: Mapping[str, str] = field(default_factory=dict)  # device id -> reason
     device_error_at: Mapping[str, float] = field(default_factory=dict)  # device id -> when
     backlog_marker_echoed: bool = True  # the broker returned the last catch-up marker
+    mqtt_broker: str | None = None  # the node connected to (URL without credentials)
 
 
 def findings(f: HealthFacts) -> tuple[list[str], list[str]]:
@@ -147,6 +148,7 @@ def health_report(f: HealthFacts) -> dict[str, Any]:
         "problems": problems,
         "warnings": warnings,
         "mqtt_connected": f.mqtt_connected,
+        "mqtt_broker": f.mqtt_broker if f.mqtt_connected else None,
         "odoo_reachable": None if status is None else status.odoo_reachable,
         "odoo_auth_failed": bool(status and status.auth_failed),
         "odoo_unreachable_s": None if down_for is None else round(down_for, 3),

@@ -44,7 +44,10 @@ class Bridge:
         self.metrics = Metrics()
         self.store = Store(settings.data_dir / "bridge.db")
         self.db = DbWorker()
-        self.pipeline = Pipeline(forward_measurements=settings.forward_measurements)
+        self.pipeline = Pipeline(
+            forward_measurements=settings.forward_measurements,
+            marker=settings.mqtt_ordered_session,
+        )
         self.odoo: OdooClient | None = None
         if settings.odoo_url is not None:
             assert settings.odoo_token is not None
@@ -60,21 +63,24 @@ class Bridge:
             if self.odoo
             else None
         )
+        tls = settings.ssl_context()  # one context: every node is verified the same way
         self.mqtt = MqttClient(
             [
                 Endpoint(
-                    host=settings.mqtt_host,
-                    port=settings.mqtt_port,
+                    host=broker.host,
+                    port=broker.port,
                     client_id=settings.mqtt_client_id,
-                    username=settings.mqtt_username,
-                    password=settings.mqtt_password,
-                    tls=settings.ssl_context(),
+                    username=broker.username,
+                    password=broker.password,
+                    tls=tls,
                     keepalive=settings.mqtt_keepalive,
                     max_packet=settings.mqtt_max_packet,
                 )
+                for broker in settings.mqtt_brokers
             ],
             clock,
             backoff_cap=settings.reconnect_max_s,
+            ordered=settings.mqtt_ordered_session,
         )
         self.intake = Intake(
             self.pipeline,
@@ -228,6 +234,7 @@ class Bridge:
                 standalone=self.settings.standalone,
                 max_queue_age_s=self.settings.max_queue_age_s,
                 mqtt_connected=self.mqtt.connected,
+                mqtt_broker=self.mqtt.endpoint.url,
                 mqtt_reconnects=self.mqtt.reconnects,
                 mqtt_last_error=self.mqtt.last_error,
                 store_error=self.intake.store_error,
@@ -246,7 +253,9 @@ class Bridge:
                 device_errors=self.pipeline.stats.device_errors,
                 device_last_error=self.pipeline.stats.last_error,
                 device_error_at=self.pipeline.stats.last_error_at,
-                backlog_marker_echoed=self.pipeline.backlog_marker_echoed,
+                # without a marker by configuration (NATS) the guess is no news
+                backlog_marker_echoed=self.pipeline.backlog_marker_echoed
+                or not self.settings.mqtt_ordered_session,
             )
         )
 
@@ -275,6 +284,7 @@ class Bridge:
             "messages_retained_total": float(pstats.retained),
             "messages_duplicate_total": float(pstats.duplicates),
             "mqtt_reconnects_total": float(self.mqtt.reconnects),
+            "mqtt_redeliveries_skipped_total": float(self.mqtt.redeliveries_skipped),
             "odoo_errors_total": float(m.odoo_errors),
             "commits_total": float(m.commits),
             "dropped_measurements_total": float(stats.dropped_measurements),

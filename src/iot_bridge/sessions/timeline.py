@@ -109,7 +109,7 @@ class Timeline:
                     t = self.fine_at + (ts - ref)
                     if t >= arrival - LIVE_TOLERANCE_S:
                         self.live(arrival, device_ts, coarse)
-                        return Placement(_in_order(arrival, last), False)
+                        return Placement(_give(arrival, arrival, last), False)
                     self.fine_in_backlog = True
                     placed = _give(t, arrival, last)
                     self.fine_ts, self.fine_at = device_ts, placed
@@ -117,7 +117,8 @@ class Timeline:
                 # far older than anything applied: the device's clock jumped in the outage
         if not untimed_late or (last is None and window[0] is None):
             self.live(arrival, None, False)  # no outage known to place it in
-            return Placement(_in_order(arrival, last), False)
+            # a burst of them (a backlog taken as live) still gets distinct, ordered times
+            return Placement(_give(arrival, arrival, last), False)
         minute = device_seconds(device_ts) if coarse and device_ts is not None else None
         return Placement(self._estimate(arrival, minute, last, window), True)
 
@@ -177,10 +178,6 @@ class Timeline:
             count=int(doc.get("count") or 0),
             mark=doc.get("mark"),
         )
-
-
-def _in_order(t: float, last: float | None) -> float:
-    return t if last is None or t >= last else last
 
 
 def _give(t: float, arrival: float, last: float | None) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 from iot_bridge.errors import BrokerError
 from iot_bridge.runtime.service import Bridge
-from iot_bridge.settings import Settings
+from iot_bridge.settings import Broker, Settings
 from iot_bridge.tools.broker import Mosquitto, free_port
 from iot_bridge.tools.replay import SESSION_FIELDS, write_table
 
@@ -59,8 +59,7 @@ async def run_demo(workdir: Path) -> int:
         devices_file = workdir / "devices.json"
         devices_file.write_text(json.dumps(demo_devices(), indent=2))
         settings = Settings(
-            mqtt_host="127.0.0.1",
-            mqtt_port=broker.port,
+            mqtt_brokers=(Broker("127.0.0.1", broker.port),),
             mqtt_tls=False,
             mqtt_client_id="iot-bridge-demo",
             devices_file=devices_file,
