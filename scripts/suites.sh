@@ -92,3 +92,9 @@ describe_pytest() {
     last_line_matching "$1" '[0-9]+ (passed|failed|errors?|deselected)|no tests ran' |
         sed -E 's/^=+ //; s/ =+$//'
 }
+# The runner's last line is "odoo addon tests (<addons>): N passed, N skipped, 0 failed"; only
+# printed when every addon test passed, so an empty answer means they did not.
+describe_odoo_addons() {
+    last_line_matching "$1" '^odoo addon tests( \([^)]*\))?: ' |
+        sed -E 's/^odoo addon tests( \([^)]*\))?: //'
+}
