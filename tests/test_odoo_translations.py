@@ -1,6 +1,6 @@
-"""The German of the Odoo addons, checked without Odoo: every addon but the core (whose German
-comes with its live board) has ``i18n/<addon>.pot`` and ``i18n/de.po`` with the same terms,
-every term translated, and the placeholders of each translation those of its term.
+"""The German of the Odoo addons, checked without Odoo: every addon has ``i18n/<addon>.pot`` and
+``i18n/de.po`` with the same terms, every term translated, and the placeholders of each
+translation those of its term.
 
 ``odoo/run_addon_tests.sh`` checks, in a real Odoo, that the committed templates are the ones
 Odoo exports from the current code.
@@ -17,7 +17,7 @@ import pytest
 
 ODOO = Path(__file__).resolve().parents[1] / "odoo"
 CORE = "open_workshop_mqtt"
-ADDONS = sorted(p.parent.name for p in ODOO.glob("*/__manifest__.py") if p.parent.name != CORE)
+ADDONS = sorted(p.parent.name for p in ODOO.glob("*/__manifest__.py"))
 PLACEHOLDER = re.compile(r"%(?:\([a-z_]+\))?[sdrf]")
 MODEL_NAME = re.compile(r"^model:ir\.model,name:[a-z0-9_]+\.model_(?P<model>[a-z0-9_]+)$")
 DEFINED = re.compile(r"^\s+_name = \"(?P<name>[a-z0-9_.]+)\"", re.MULTILINE)
@@ -72,13 +72,13 @@ def own_models(addon: str) -> set[str]:
 
 def foreign(entry: Entry, models: set[str]) -> bool:
     """The description of a model the addon extends but does not define: the module that
-    defines it translates it (for the core: later, with its live board)."""
+    defines it translates it."""
     found = [m.group("model") for r in entry.references if (m := MODEL_NAME.match(r))]
     return bool(found) and len(found) == len(entry.references) and not set(found) & models
 
 
-def test_every_addon_but_the_core_is_checked() -> None:
-    assert {"open_workshop_mqtt_badge", "open_workshop_mqtt_billing"} <= set(ADDONS)
+def test_every_addon_is_checked() -> None:
+    assert {CORE, "open_workshop_mqtt_badge", "open_workshop_mqtt_billing"} <= set(ADDONS)
 
 
 @pytest.mark.parametrize("addon", ADDONS)

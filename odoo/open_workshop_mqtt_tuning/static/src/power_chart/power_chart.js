@@ -4,7 +4,15 @@ import { registry } from "@web/core/registry";
 import { sprintf } from "@web/core/utils/strings";
 import { useService } from "@web/core/utils/hooks";
 import { standardWidgetProps } from "@web/views/widgets/standard_widget_props";
-import { Component, onWillStart, onWillUpdateProps, useEffect, useRef, useState } from "@odoo/owl";
+import {
+    Component,
+    onWillStart,
+    onWillUpdateProps,
+    status,
+    useEffect,
+    useRef,
+    useState,
+} from "@odoo/owl";
 
 const { DateTime } = luxon;
 
@@ -38,6 +46,11 @@ export class PowerChart extends Component {
     }
 
     async load() {
+        // The form may drop this widget while Chart.js is still loading (a re-render after a
+        // save): the orm of a destroyed component refuses calls, and nothing is to be shown.
+        if (status(this) === "destroyed") {
+            return;
+        }
         const id = this.props.record.resId;
         this.state.data = id
             ? await this.orm.call("ows.iot.device", "get_tuning_data", [[id]])
