@@ -15,6 +15,9 @@ Bridges authenticate with a bearer token that is stored hashed and shown once.
     "version": "18.0.1.1.0",
     "category": "Manufacturing/Workshop",
     "author": "Open Workshop",
+    "website": "https://github.com/open-workshop/iot-bridge",
+    "maintainers": ["open-workshop"],
+    "development_status": "Beta",
     "license": "LGPL-3",
     "depends": ["base", "web", "bus", "mail"],
     "data": [
