@@ -176,11 +176,10 @@ class IotApiController(http.Controller):
         events = body["events"]
         if len(events) > MAX_BATCH:
             return _invalid(f"at most {MAX_BATCH} events per batch, got {len(events)}")
-        Event = request.env["ows.iot.event"].sudo()
-        device_cache = {}
         results = []
-        for event in events:
-            status, detail = Event._ingest(bridge, event, device_cache)
+        for event, (status, detail) in zip(
+            events, request.env["ows.iot.event"].sudo()._ingest_batch(bridge, events)
+        ):
             uid = event.get("event_uid") if isinstance(event, dict) else None
             results.append({
                 "event_uid": uid if isinstance(uid, str) else None,

@@ -3,6 +3,7 @@ from . import iot_alert
 from . import iot_bridge
 from . import iot_device
 from . import iot_event
+from . import iot_event_batch
 from . import iot_status
 from . import iot_discovered_plug
 from . import machine_session

@@ -33,6 +33,18 @@ UID_CONFLICT = "event_uid is already stored for another device or bridge"
 SESSION_CONFLICT = "session_id belongs to another device or bridge"
 
 
+INSERT_COLUMNS = (
+    "event_uid, schema_version, event_type, ts, ts_raw, device_id, bridge_id, session_id,"
+    " payload, create_uid, create_date, write_uid, write_date"
+)
+
+
+def session_of(event):
+    """The event's ``session_id`` when it is a string (validated events only)."""
+    session_id = event["payload"].get("session_id")
+    return session_id if isinstance(session_id, str) else None
+
+
 class SessionConflict(Exception):
     """The event's session is another device's: the event must not be stored."""
 
@@ -180,19 +192,13 @@ class IotEvent(models.Model):
         in one savepoint, so the outcome of one event never spoils the next, and data that
         PostgreSQL still refuses is that event's ``invalid_event``, never the batch's 500.
         """
-        reason = validate_event(event, self._event_type_keys()) or self._validate_payload(event)
-        if reason is not None:
-            return INVALID, reason
-        device = self._find_device(bridge, event["device_id"], device_cache)
-        if not device:
-            return UNKNOWN_DEVICE, f"device {event['device_id']!r} is not known to this bridge"
+        answer, device = self._precheck(bridge, event, device_cache)
+        if answer is not None:
+            return answer
         owner = self._owner_of(event["event_uid"])
         if owner is not None:
             return (DUPLICATE, None) if owner == (bridge.id, device.id) else (CONFLICT, UID_CONFLICT)
-        payload = event["payload"]
-        session_id = payload.get("session_id")
-        if not isinstance(session_id, str):
-            session_id = None
+        session_id = session_of(event)
         if event["event_type"] in SESSION_EVENT_TYPES and self._session_owner(session_id) not in (
             None, device.id,
         ):
@@ -213,27 +219,39 @@ class IotEvent(models.Model):
             self.env.clear()
             return INVALID, f"cannot be stored: {type(exc).__name__}"
 
-    def _store(self, bridge, device, event, session_id):
-        payload = event["payload"]
-        cr = self.env.cr
-        now = fields.Datetime.now()
+    def _precheck(self, bridge, event, device_cache=None):
+        """The checks before the database: ``(answer, None)`` for an event refused as it is,
+        else ``(None, device)``."""
+        reason = validate_event(event, self._event_type_keys()) or self._validate_payload(event)
+        if reason is not None:
+            return (INVALID, reason), None
+        device = self._find_device(bridge, event["device_id"], device_cache)
+        if not device:
+            reason = f"device {event['device_id']!r} is not known to this bridge"
+            return (UNKNOWN_DEVICE, reason), None
+        return None, device
+
+    def _row(self, bridge, device, event, session_id, now):
+        """The values of ``INSERT_COLUMNS`` for one event (also the batch path's rows)."""
         uid = self.env.uid
+        return (
+            event["event_uid"], event["schema_version"], event["event_type"],
+            parse_contract_ts(event["ts"]), event["ts"], device.id, bridge.id,
+            session_id, Json(event["payload"]), uid, now, uid, now,
+        )
+
+    def _store(self, bridge, device, event, session_id):
+        cr = self.env.cr
         try:
             with cr.savepoint(flush=False):
                 cr.execute(
-                    """
-                    INSERT INTO ows_iot_event
-                        (event_uid, schema_version, event_type, ts, ts_raw, device_id, bridge_id,
-                         session_id, payload, create_uid, create_date, write_uid, write_date)
+                    f"""
+                    INSERT INTO ows_iot_event ({INSERT_COLUMNS})
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (event_uid) DO NOTHING
                     RETURNING id
                     """,
-                    (
-                        event["event_uid"], event["schema_version"], event["event_type"],
-                        parse_contract_ts(event["ts"]), event["ts"], device.id, bridge.id,
-                        session_id, Json(payload), uid, now, uid, now,
-                    ),
+                    self._row(bridge, device, event, session_id, fields.Datetime.now()),
                     log_exceptions=False,
                 )
                 row = cr.fetchone()

@@ -11,3 +11,4 @@ from . import test_validation_and_reports
 from . import test_tours
 from . import test_retention
 from . import test_i18n
+from . import test_batch

@@ -1,7 +1,9 @@
 import json
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from odoo import SUPERUSER_ID, api
 from odoo.tests.common import TransactionCase
 
 
@@ -157,3 +159,41 @@ class StatusCase(IotCase):
             for value in self.env.cr.precommit.data.get("bus.bus.values", [])
             if json.loads(value["message"])["type"] == notification_type
         ]
+
+
+def race(test, registry, first, second):
+    """Two transactions at the same time on real cursors, the way two requests overlap.
+
+    ``first(env_a)`` runs and stays uncommitted; ``second(env_b)``, whose REPEATABLE READ
+    snapshot was taken before, runs in a thread and must wait for A's lock (asserted) until A
+    commits. B is committed when it succeeds and rolled back when it raises. Returns A's
+    result and B's (or the exception B raised). Environments are built in the calling thread,
+    which holds the registry lock while tests run.
+    """
+    outcome = {}
+    cr_a, cr_b = registry.cursor(), registry.cursor()
+    try:
+        env_a = api.Environment(cr_a, SUPERUSER_ID, {})
+        env_b = api.Environment(cr_b, SUPERUSER_ID, {})
+        cr_b.execute("SELECT 1")  # B's snapshot is taken now
+        result_a = first(env_a)
+
+        def run_b():
+            try:
+                outcome["b"] = second(env_b)
+                cr_b.commit()
+            except Exception as exc:  # the caller asserts on it
+                outcome["b"] = exc
+                cr_b.rollback()
+
+        thread = threading.Thread(target=run_b)
+        thread.start()
+        thread.join(1.0)
+        test.assertTrue(thread.is_alive(), f"B should wait for A's lock: {outcome}")
+        cr_a.commit()
+        thread.join(30)
+        test.assertFalse(thread.is_alive(), "B still blocked after A committed")
+    finally:
+        cr_a.close()
+        cr_b.close()
+    return result_a, outcome["b"]

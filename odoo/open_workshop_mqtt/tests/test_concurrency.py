@@ -1,4 +1,3 @@
-import threading
 import uuid
 
 import psycopg2
@@ -8,7 +7,7 @@ from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, tagged
 from odoo.tests.common import get_db_name
 
-from .common import make_event
+from .common import make_event, race
 
 
 @tagged("post_install", "-at_install", "open_workshop_mqtt")
@@ -52,43 +51,19 @@ class TestConcurrentDuplicates(BaseCase):
             return cr.fetchone()[0]
 
     def _race(self, event_a, event_b):
-        """A inserts and stays uncommitted; B, whose snapshot predates A's commit, stores
-        ``event_b`` in a thread and must block on the unique index until A commits."""
-        results = {}
-        cr_a, cr_b = self.registry.cursor(), self.registry.cursor()
-        try:
-            env_a = api.Environment(cr_a, SUPERUSER_ID, {})
-            env_b = api.Environment(cr_b, SUPERUSER_ID, {})
-            cr_b.execute("SELECT 1")  # B's REPEATABLE READ snapshot is taken now
-            results["a"] = self._ingest(env_a, event_a)
-
-            def run_b():
-                try:
-                    results["b"] = self._ingest(env_b, event_b)
-                except Exception as exc:  # reported by the assertions on results
-                    results["b"] = repr(exc)
-
-            thread = threading.Thread(target=run_b)
-            thread.start()
-            thread.join(1.0)
-            self.assertTrue(thread.is_alive(), f"B should wait for A: {results}")
-            cr_a.commit()
-            thread.join(30)
-            self.assertFalse(thread.is_alive(), "B still blocked after A committed")
-            cr_b.commit()
-        finally:
-            cr_a.close()
-            cr_b.close()
-        return results
+        """A stores ``event_a`` and stays uncommitted; B, whose snapshot predates A's commit,
+        stores ``event_b`` and must block on the unique index until A commits."""
+        return race(self, self.registry, lambda env: self._ingest(env, event_a),
+                    lambda env: self._ingest(env, event_b))
 
     def test_concurrent_same_uid(self):
         event = make_event(self.device_code, "run_start",
                            {"session_id": str(uuid.uuid4()), "power_w": 100})
-        results = self._race(event, event)
-        # B cannot see A's uid from its snapshot: it fails to serialize (repr below), and the
-        # request's replay answers duplicate
-        self.assertEqual(results["a"], ("created", None))
-        self.assertIn("SerializationFailure", results["b"])
+        result_a, result_b = self._race(event, event)
+        # B cannot see A's uid from its snapshot: it fails to serialize, and the request's
+        # replay answers duplicate
+        self.assertEqual(result_a, ("created", None))
+        self.assertIsInstance(result_b, psycopg2.errors.SerializationFailure)
         self.assertEqual(self._replay(event), ("duplicate", None))
         self.assertEqual(self._count(("ows_iot_event", "event_uid"), event["event_uid"]), 1)
         self.assertEqual(

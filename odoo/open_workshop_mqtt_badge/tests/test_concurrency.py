@@ -1,4 +1,3 @@
-import threading
 import uuid
 
 import psycopg2
@@ -10,7 +9,7 @@ from odoo.tests.common import get_db_name
 
 from .common import badge_scan, ts
 
-from odoo.addons.open_workshop_mqtt.tests.common import make_event
+from odoo.addons.open_workshop_mqtt.tests.common import make_event, race
 
 
 @tagged("post_install", "-at_install", "open_workshop_mqtt_badge")
@@ -83,34 +82,10 @@ class TestConcurrentScanAndStart(BaseCase):
         """``first`` stays uncommitted while ``second`` runs in a thread on its own cursor
         (snapshot taken before ``first`` commits); then ``second`` is replayed once, as Odoo
         replays a request that failed to serialize."""
-        outcome = {}
-        cr_a, cr_b = self.registry.cursor(), self.registry.cursor()
-        try:
-            # environments are built here: the main thread holds the registry lock
-            env_a = api.Environment(cr_a, SUPERUSER_ID, {})
-            env_b = api.Environment(cr_b, SUPERUSER_ID, {})
-            cr_b.execute("SELECT 1")  # B's REPEATABLE READ snapshot is taken now
-            self.assertEqual(self._ingest(env_a, first), ("created", None))
-
-            def run_b():
-                try:
-                    outcome["b"] = self._ingest(env_b, second)
-                    cr_b.commit()
-                except psycopg2.errors.SerializationFailure as exc:
-                    outcome["b"] = exc
-                    cr_b.rollback()
-
-            thread = threading.Thread(target=run_b)
-            thread.start()
-            thread.join(1.0)
-            self.assertTrue(thread.is_alive(), f"B should wait for A's lock: {outcome}")
-            cr_a.commit()
-            thread.join(30)
-            self.assertFalse(thread.is_alive(), "B still blocked after A committed")
-        finally:
-            cr_a.close()
-            cr_b.close()
-        self.assertIsInstance(outcome["b"], psycopg2.errors.SerializationFailure)
+        result_a, result_b = race(self, self.registry, lambda env: self._ingest(env, first),
+                                  lambda env: self._ingest(env, second))
+        self.assertEqual(result_a, ("created", None))
+        self.assertIsInstance(result_b, psycopg2.errors.SerializationFailure)
         with self.registry.cursor() as cr:  # the replay
             env = api.Environment(cr, SUPERUSER_ID, {})
             self.assertEqual(self._ingest(env, second), ("created", None))

@@ -1,4 +1,3 @@
-import threading
 import uuid
 
 import psycopg2
@@ -9,6 +8,8 @@ from odoo.tests import BaseCase, tagged
 from odoo.tests.common import get_db_name
 
 from .common import session_events
+
+from odoo.addons.open_workshop_mqtt.tests.common import race
 
 
 @tagged("post_install", "-at_install", "open_workshop_mqtt_maintenance")
@@ -56,33 +57,11 @@ class TestConcurrentCrossing(BaseCase):
 
     def test_two_stops_one_request(self):
         events = [session_events(code, 3600 * i, 3600) for i, code in enumerate(self.codes)]
-        cr_a, cr_b = self.registry.cursor(), self.registry.cursor()
-        outcome = {}
-        try:
-            env_a = api.Environment(cr_a, SUPERUSER_ID, {})
-            env_b = api.Environment(cr_b, SUPERUSER_ID, {})
-            cr_b.execute("SELECT 1")  # B's snapshot: before A's crossing
-            self.assertEqual(self._ingest(env_a, events[0]), [("created", None)] * 2)
-
-            def run_b():
-                try:
-                    outcome["b"] = self._ingest(env_b, events[1])
-                    cr_b.commit()
-                except psycopg2.errors.SerializationFailure as exc:
-                    outcome["b"] = exc
-                    cr_b.rollback()
-
-            thread = threading.Thread(target=run_b)
-            thread.start()
-            thread.join(1.0)
-            self.assertTrue(thread.is_alive(), f"B should wait on the equipment row: {outcome}")
-            cr_a.commit()
-            thread.join(30)
-            self.assertFalse(thread.is_alive())
-        finally:
-            cr_a.close()
-            cr_b.close()
-        self.assertIsInstance(outcome["b"], psycopg2.errors.SerializationFailure)
+        # B's snapshot is taken before A's crossing; B waits on the equipment row
+        result_a, result_b = race(self, self.registry, lambda env: self._ingest(env, events[0]),
+                                  lambda env: self._ingest(env, events[1]))
+        self.assertEqual(result_a, [("created", None)] * 2)
+        self.assertIsInstance(result_b, psycopg2.errors.SerializationFailure)
         with self.registry.cursor() as cr:  # Odoo's replay of B
             self.assertEqual(self._ingest(api.Environment(cr, SUPERUSER_ID, {}), events[1]),
                              [("created", None)] * 2)
