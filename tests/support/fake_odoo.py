@@ -366,28 +366,27 @@ def validate_status(status: Any) -> str | None:
     reason = _validate_status_bridge(status.get("bridge"))
     if reason is not None:
         return reason
-    devices = status.get("devices")
-    if not isinstance(devices, list) or len(devices) > MAX_STATUS_DEVICES:
-        return f"devices must be a list of at most {MAX_STATUS_DEVICES} entries"
-    seen: set[str] = set()
-    for i, device in enumerate(devices):
-        reason = _validate_status_device(device, f"devices[{i}]")
+    devices = (status.get("devices"), "devices", MAX_STATUS_DEVICES, "device_id")
+    discovered = (status.get("discovered"), "discovered", MAX_STATUS_DISCOVERED, "topic")
+    return _validate_status_list(*devices, _validate_status_device) or _validate_status_list(
+        *discovered, _validate_status_discovered
+    )
+
+
+def _validate_status_list(
+    items: Any, name: str, limit: int, key: str, validate: Callable[[Any, str], str | None]
+) -> str | None:
+    """A list of at most ``limit`` entries, each valid, ``key`` unique among them."""
+    if not isinstance(items, list) or len(items) > limit:
+        return f"{name} must be a list of at most {limit} entries"
+    seen: set[Any] = set()
+    for i, item in enumerate(items):
+        reason = validate(item, f"{name}[{i}]")
         if reason is not None:
             return reason
-        if device["device_id"] in seen:
-            return f"devices[{i}].device_id {device['device_id']!r} is listed twice"
-        seen.add(device["device_id"])
-    discovered = status.get("discovered")
-    if not isinstance(discovered, list) or len(discovered) > MAX_STATUS_DISCOVERED:
-        return f"discovered must be a list of at most {MAX_STATUS_DISCOVERED} entries"
-    topics: set[str] = set()
-    for i, entry in enumerate(discovered):
-        reason = _validate_status_discovered(entry, f"discovered[{i}]")
-        if reason is not None:
-            return reason
-        if entry["topic"] in topics:
-            return f"discovered[{i}].topic {entry['topic']!r} is listed twice"
-        topics.add(entry["topic"])
+        if item[key] in seen:
+            return f"{name}[{i}].{key} {item[key]!r} is listed twice"
+        seen.add(item[key])
     return None
 
 

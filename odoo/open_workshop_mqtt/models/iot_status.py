@@ -181,28 +181,26 @@ def validate_status(status):
     reason = _validate_bridge(status.get("bridge"))
     if reason:
         return reason
-    devices = status.get("devices")
-    if not isinstance(devices, list) or len(devices) > MAX_STATUS_DEVICES:
-        return f"devices must be a list of at most {MAX_STATUS_DEVICES} entries"
+    return _validate_list(
+        status.get("devices"), "devices", MAX_STATUS_DEVICES, "device_id", _validate_device
+    ) or _validate_list(
+        status.get("discovered"), "discovered", MAX_STATUS_DISCOVERED, "topic",
+        _validate_discovered,
+    )
+
+
+def _validate_list(items, name, limit, key, validate):
+    """A list of at most ``limit`` entries, each valid, ``key`` unique among them."""
+    if not isinstance(items, list) or len(items) > limit:
+        return f"{name} must be a list of at most {limit} entries"
     seen = set()
-    for i, device in enumerate(devices):
-        reason = _validate_device(device, f"devices[{i}]")
+    for i, item in enumerate(items):
+        reason = validate(item, f"{name}[{i}]")
         if reason:
             return reason
-        if device["device_id"] in seen:
-            return f"devices[{i}].device_id {device['device_id']!r} is listed twice"
-        seen.add(device["device_id"])
-    discovered = status.get("discovered")
-    if not isinstance(discovered, list) or len(discovered) > MAX_STATUS_DISCOVERED:
-        return f"discovered must be a list of at most {MAX_STATUS_DISCOVERED} entries"
-    topics = set()
-    for i, entry in enumerate(discovered):
-        reason = _validate_discovered(entry, f"discovered[{i}]")
-        if reason:
-            return reason
-        if entry["topic"] in topics:
-            return f"discovered[{i}].topic {entry['topic']!r} is listed twice"
-        topics.add(entry["topic"])
+        if item[key] in seen:
+            return f"{name}[{i}].{key} {item[key]!r} is listed twice"
+        seen.add(item[key])
     return None
 
 
