@@ -92,6 +92,7 @@ class Intake:
         clock: Clock,
         source: MessageSource,
         wake_delivery: Callable[[], None] = lambda: None,
+        on_live_change: Callable[[], None] = lambda: None,
         commit_window: float = COMMIT_WINDOW_S,
         probe_interval: float = PROBE_INTERVAL_S,
     ) -> None:
@@ -102,6 +103,7 @@ class Intake:
         self.clock = clock
         self.source = source
         self._wake_delivery = wake_delivery
+        self._on_live_change = on_live_change  # the heartbeat's prompt status
         self.commit_window = commit_window
         self._probe_interval = probe_interval
         self._inbox: collections.deque[Input] = collections.deque()
@@ -150,6 +152,9 @@ class Intake:
                 now = self.clock.now()
                 if self.store_error is None and self.pipeline.hearing:
                     self._group.events += self.pipeline.advance(now)
+                if self.pipeline.live_changed:
+                    self.pipeline.live_changed = False
+                    self._on_live_change()
                 await self._commit_if_due(now)
                 if self.store_error is not None and now >= self._next_probe:
                     await self._probe(now)

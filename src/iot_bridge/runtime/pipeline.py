@@ -119,6 +119,7 @@ class Pipeline:
             {k: d.config for k, d in self._devices.items()}, reader_states(saved_states or {})
         )
         self._reader_topics = frozenset(self._readers.topics())
+        self.live_changed = True  # the device set is part of the live state
         after = set(self.subscriptions())
         return ConfigChange(
             tuple(events), tuple(sorted(after - before)), tuple(sorted(before - after))
