@@ -55,13 +55,18 @@ def test_an_announcement_and_a_session_reach_odoo_in_the_status(
     assert alpha["power_w"] == 300.0
     plug = odoo.discovered()[PLUG_TOPIC]
     assert (plug["device_id"], plug["model"], plug["parser_type"], plug["source"]) == (
-        "shellyplug-s-7c87ce65a1b2", "SHPLG-S", "shelly_gen1", "shelly_gen1_announce",
-    )  # fmt: skip
+        "shellyplug-s-7c87ce65a1b2",
+        "SHPLG-S",
+        "shelly_gen1",
+        "shelly_gen1_announce",
+    )
     assert plug["details"]["ip"] == "192.168.8.93"
     assert "tele/tasmota_9CF9D1/SENSOR" in odoo.discovered()
     assert {d["device_id"] for d in status["devices"]} == {
-        "shellypmminig3-alpha", "shellypmminig3-beta", "shellypmminig3-gamma",
-    }  # fmt: skip
+        "shellypmminig3-alpha",
+        "shellypmminig3-beta",
+        "shellypmminig3-gamma",
+    }
     assert status["bridge"]["mqtt_connected"] is True
     assert status["bridge"]["config_version"] == odoo.config_version
     health = bridge.health()

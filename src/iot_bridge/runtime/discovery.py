@@ -67,10 +67,10 @@ class Announcement:
     def stem(self) -> str:
         """The part of ``topic`` every topic of this plug starts with (``shellies/<id>/``,
         ``<prefix>/``, ``tele/<t>/``): a configured device under it is this plug."""
-        if self.topic.startswith("shellies/"):
+        if self.topic.endswith("/events/rpc"):
+            cut = 2  # <prefix>/events/rpc
+        elif self.topic.startswith("shellies/"):
             cut = 3  # shellies/<id>/relay/0/power
-        elif self.topic.endswith("/events/rpc"):
-            cut = 2
         else:
             cut = 1  # tele/<t>/SENSOR
         return self.topic.rsplit("/", cut)[0] + "/"
@@ -303,9 +303,18 @@ class Discovery:
         return len(self._entries)
 
 
+_RICH = frozenset({"shelly_gen1_announce", "shelly_gen2_rpc", "tasmota_discovery"})
+
+
 def _merge(old: Announcement, new: Announcement) -> Announcement:
     """A later announcement of the same plug: what it says wins, what it does not say stays
-    (an LWT knows no model; the Gen1 announce that came before did)."""
+    (an LWT knows no model; the Gen1 announce that came before did). An LWT / ``online``
+    message only guesses from the topic: it never overrides what the plug said itself."""
+    if old.source in _RICH and new.source not in _RICH:
+        return Announcement(
+            old.topic, old.device_id, old.model, old.parser_type, old.source,
+            _bounded({**old.details, **new.details}),
+        )  # fmt: skip
     return Announcement(
         new.topic,
         new.device_id or old.device_id,
