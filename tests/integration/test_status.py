@@ -12,6 +12,9 @@ from tests.integration.conftest import (
     BridgeFactory,
     device,
     events_of,
+    frame,
+    metric,
+    notify,
     publish,
     wait_until,
     working,
@@ -94,3 +97,23 @@ def test_a_device_added_in_odoo_is_live_within_one_heartbeat(
     assert time.monotonic() - added <= INTERVAL + 4.0
     publish(broker, working("delta", 10), gap=0.15)
     wait_until(lambda: len(events_of(odoo, "run_start")) == 1, 10, "delta's run_start")
+
+
+def test_a_configured_plugs_topic_under_a_discovery_filter_is_delivered_once(
+    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    """``alpha/events/rpc`` is alpha's and matches discovery's ``+/events/rpc``: mosquitto
+    delivers it once, the reading counts once, and alpha is no discovered plug."""
+    bridge = bridge_factory(broker, odoo, STATUS_INTERVAL=str(INTERVAL)).start()
+    bridge.connected()
+    before = metric(bridge.metrics(), "iot_bridge_messages_total")
+    # in order from one publisher: a duplicate of the first would arrive before the second
+    publish(broker, [notify("alpha", 300.0, 150.0), frame("alpha", 300.0, 151.0)])
+    wait_until(
+        lambda: metric(bridge.metrics(), "iot_bridge_messages_total") >= before + 2, 10, "both"
+    )
+    text = bridge.metrics()
+    assert metric(text, "iot_bridge_messages_total") == before + 2
+    assert metric(text, "iot_bridge_messages_announcements_total") == 0
+    wait_until(lambda: metric(bridge.metrics(), "iot_bridge_status_sent_total") >= 2, 3 * INTERVAL)
+    assert odoo.discovered() == {}

@@ -114,3 +114,16 @@ def measurement(device_id: str, topic: str, r: Reading, t: float) -> Event:
     }
     uid = event_uid(device_id, "power_measurement", f"{topic}|{format_ts(t)}")
     return Event(uid, t, device_id, "power_measurement", payload)
+
+
+def power_in(targets: list[TrackedDevice], topic: str, payload: bytes) -> float | None:
+    """The power a message carries for the first device behind its topic (the DEBUG log
+    line; parses again, so it stays off the hot path)."""
+    if not targets:
+        return None
+    device = targets[0]
+    try:
+        reading = device.parse(topic, payload, device.options)
+    except Exception:  # the message's error was counted when it was handled
+        return None
+    return None if reading is None else reading.power_w

@@ -318,6 +318,7 @@ class Bridge:
             # a silent broker, measure how fast a backlog drained
             "first_message_timestamp_seconds": self.intake.first_message_at or 0.0,
             "last_message_timestamp_seconds": self.intake.last_message_at or 0.0,
+            "discovered_plugs": float(len(self.discovery) if self.discovery is not None else 0),
         }
         counters = {
             "messages_total": float(pstats.messages),
@@ -329,7 +330,11 @@ class Bridge:
             "odoo_errors_total": float(m.odoo_errors),
             "commits_total": float(m.commits),
             "dropped_measurements_total": float(stats.dropped_measurements),
+            "messages_announcements_total": float(pstats.announcements),
         }
+        if self.heartbeat is not None:  # POST /ows/iot/status
+            counters["status_sent_total"] = float(self.heartbeat.counters.sent)
+            counters["status_refused_total"] = float(self.heartbeat.counters.refused)
         labelled = {
             "parser:parse_errors_total": {k: float(v) for k, v in pstats.parse_errors.items()},
             "device:device_errors_total": {k: float(v) for k, v in pstats.device_errors.items()},

@@ -20,6 +20,8 @@ from iot_bridge.parsers import PARSERS
 from iot_bridge.sessions.detector import SessionDetector
 from iot_bridge.sessions.timeline import Timeline
 
+REASON_MAX = 300  # characters of an error reason kept per device
+
 
 @dataclass(slots=True)
 class Stats:
@@ -33,6 +35,13 @@ class Stats:
     device_errors: Counter[str] = field(default_factory=Counter)  # per device id
     last_error: dict[str, str] = field(default_factory=dict)  # device id -> last reason
     last_error_at: dict[str, float] = field(default_factory=dict)  # device id -> its arrival
+
+    def error(self, device_id: str, parser: str, topic: str, reason: str, at: float) -> None:
+        """One message of ``device_id`` could not be used: counted, with its reason."""
+        self.parse_errors[parser] += 1
+        self.device_errors[device_id] += 1
+        self.last_error[device_id] = f"{topic[:120]}: {reason}"[:REASON_MAX]
+        self.last_error_at[device_id] = at
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +146,11 @@ def silent_topics(
         for d in devices
         if d.detector.last_seen is None or now - d.detector.last_seen >= silent_after
     )
+
+
+def persisted_state(device: TrackedDevice, reader: dict[str, Any] | None) -> dict[str, Any]:
+    """What the store keeps of a device: ``{"detector", "timeline"[, "reader"]}``."""
+    state = {"detector": device.detector.to_state(), "timeline": device.timeline.to_state()}
+    if reader is not None:
+        state["reader"] = reader
+    return state
