@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -14,14 +15,16 @@ import pytest
 from iot_bridge.errors import OdooAuthError, OdooUnavailable
 from iot_bridge.events import format_ts
 from iot_bridge.odoo_api.client import OdooClient, StatusAnswer
-from iot_bridge.runtime.discovery import Discovery
+from iot_bridge.runtime.discovery import DEFAULT_TOPICS, Discovery
 from iot_bridge.runtime.heartbeat import (
     MISSING_ROUTE_RETRY_S,
     Heartbeat,
     StatusTimer,
     build_status,
 )
+from iot_bridge.runtime.service import Bridge
 from iot_bridge.runtime.tracked import DeviceView
+from iot_bridge.settings import load, sample_path
 from tests.support.clock import FakeClock, settle
 from tests.support.fake_odoo import FakeOdoo, validate_status
 
@@ -269,6 +272,7 @@ def test_404_pauses_statuses_for_ten_minutes() -> None:
         (StatusAnswer("ok", "2"), 1),  # Odoo's config moved on
         (StatusAnswer("stale", "2"), 1),
         (StatusAnswer("ok", "1", ("shellypmminig3-gone",)), 1),  # a device Odoo no longer has
+        (StatusAnswer("ok", None), 0),  # no version said: no fetch per status
     ],
 )
 def test_ok_and_stale_count_odoo_reachable_and_refetch_when_the_config_differs(
@@ -450,3 +454,35 @@ def test_a_real_heartbeat_against_the_test_odoo(fake: FakeOdoo) -> None:
     status = fake.last_status()
     assert status is not None
     assert status["devices"][0]["device_id"] == "shellypmminig3-alpha"
+
+
+# -- the service's wiring ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "beats", "discovers"),
+    [
+        ({}, False, False),  # standalone: no one to tell
+        ({"ODOO_URL": "http://127.0.0.1:9", "ODOO_TOKEN": "t"}, True, True),
+        (
+            {"ODOO_URL": "http://127.0.0.1:9", "ODOO_TOKEN": "t", "STATUS_INTERVAL": "0"},
+            False,
+            False,
+        ),
+        ({"ODOO_URL": "http://127.0.0.1:9", "ODOO_TOKEN": "t", "DISCOVERY": "false"}, True, False),
+    ],
+)
+def test_the_bridge_beats_and_discovers_only_where_someone_hears_it(
+    tmp_path: Path, env: dict[str, str], beats: bool, discovers: bool
+) -> None:
+    base = {"MQTT_URL": "mqtt://127.0.0.1:9", "DATA_DIR": str(tmp_path), "HEALTH_PORT": "0"}
+    if "ODOO_URL" not in env:
+        base["DEVICES_FILE"] = str(sample_path("devices.json"))
+    bridge = Bridge(load(base | env))
+    try:
+        assert (bridge.heartbeat is not None) is beats
+        assert (bridge.discovery is not None) is discovers
+        assert bool(set(DEFAULT_TOPICS) & set(bridge.pipeline.subscriptions())) is discovers
+    finally:
+        bridge.db.close()
+        bridge.store.close()

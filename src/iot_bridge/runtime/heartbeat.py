@@ -256,7 +256,10 @@ class Heartbeat:
         if answer.kind in ("ok", "stale"):
             c.taken += 1
             self._answered(True, False, "")
-            if answer.unknown_devices or answer.config_version != self._running_version():
+            moved = answer.config_version is not None and (
+                answer.config_version != self._running_version()
+            )  # an answer without a version says nothing about it (not a fetch per status)
+            if answer.unknown_devices or moved:
                 log.info(
                     "Odoo's config differs (version %s, %d unknown devices): fetching it now",
                     answer.config_version,
