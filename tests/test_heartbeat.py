@@ -186,18 +186,19 @@ def test_a_status_that_never_answers_times_out_and_the_next_goes_out_on_time() -
 
     times, answered = run(go())
     assert times == [0.0, 30.0]  # request timeout 10 + 1 s cut the first; not resent
-    assert answered == [(True, False, "")]  # only the second one's ok
+    # the first counts Odoo unreachable (no answer at all), the second reachable again
+    assert answered == [(False, False, "POST /ows/iot/status: timed out"), (True, False, "")]
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "unreachable"),
     [
-        OdooUnavailable("POST /ows/iot/status answered 503", status=503),
-        OdooUnavailable("POST /ows/iot/status answered 429", status=429),
-        OdooUnavailable("POST /ows/iot/status: ClientConnectorError"),
+        (OdooUnavailable("POST /ows/iot/status answered 503", status=503), False),
+        (OdooUnavailable("POST /ows/iot/status answered 429", status=429), False),
+        (OdooUnavailable("POST /ows/iot/status: ClientConnectorError"), True),  # no answer
     ],
 )
-def test_transient_failures_change_nothing_and_are_not_resent(error: Exception) -> None:
+def test_transient_failures_are_not_resent(error: OdooUnavailable, unreachable: bool) -> None:
     async def go() -> tuple[list[float], Harness]:
         clock = FakeClock(T0)
         client = StubClient(clock)
@@ -210,7 +211,7 @@ def test_transient_failures_change_nothing_and_are_not_resent(error: Exception) 
 
     times, h = run(go())
     assert times == [0.0]
-    assert h.answered == []
+    assert h.answered == ([(False, False, str(error))] if unreachable else [])
     assert h.refetches == 0
     assert h.beat.timer.get_timer() == T0 + 30
 

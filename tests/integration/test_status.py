@@ -117,3 +117,17 @@ def test_a_configured_plugs_topic_under_a_discovery_filter_is_delivered_once(
     assert metric(text, "iot_bridge_messages_announcements_total") == 0
     wait_until(lambda: metric(bridge.metrics(), "iot_bridge_status_sent_total") >= 2, 3 * INTERVAL)
     assert odoo.discovered() == {}
+
+
+def test_health_learns_odoo_is_down_from_the_heartbeat_without_any_event(
+    broker: Mosquitto, odoo: FakeOdoo, bridge_factory: BridgeFactory
+) -> None:
+    """Issue 11: ``odoo_reachable`` was only learnt when an event was sent."""
+    bridge = bridge_factory(broker, odoo, STATUS_INTERVAL=str(INTERVAL)).start()
+    bridge.connected()
+    bridge.wait_health(lambda h: h["odoo_reachable"] is True)
+    odoo.stop()
+    bridge.wait_health(lambda h: h["odoo_reachable"] is False, 2 * INTERVAL + 2)
+    odoo.start()
+    bridge.wait_health(lambda h: h["odoo_reachable"] is True, 2 * INTERVAL + 2)
+    assert events_of(odoo) == []

@@ -17,7 +17,9 @@ Odoo's answer (``client.post_status``): ``ok`` / ``stale`` count Odoo reachable 
 ``config_version`` differs from the running one or devices are unknown, ask for the config at
 once; ``400`` is logged with its detail and counted for ``/health``; ``401`` is an auth failure
 as for events; ``404`` (an older addon) pauses statuses for :data:`MISSING_ROUTE_RETRY_S`;
-``429``, ``5xx``, timeouts and connection errors change nothing.
+``429`` and ``5xx`` change nothing (something answered); a timeout or a connection error
+counts Odoo unreachable, as a failed event delivery would (issue 11: ``/health``'s
+``odoo_reachable`` true to the minute, not only learnt when an event is sent). None is resent.
 """
 
 from __future__ import annotations
@@ -245,7 +247,12 @@ class Heartbeat:
             self._answered(False, True, str(exc))
             return None
         except (OdooUnavailable, TimeoutError) as exc:  # transient: the next status is due anyway
-            log.debug("status not taken: %s", exc or "timed out")
+            reason = str(exc) or "POST /ows/iot/status: timed out"
+            log.debug("status not taken: %s", reason)
+            if not isinstance(exc, OdooUnavailable) or exc.status is None:
+                # no answer at all (timeout, connection refused): Odoo is not reachable, and
+                # /health says so within one heartbeat, not only when an event is due
+                self._answered(False, False, reason)
             return None
         self._act(answer, now)
         return answer
