@@ -269,3 +269,18 @@ def test_without_discovery_nothing_more_is_subscribed() -> None:
     assert not set(DEFAULT_TOPICS) & set(p.subscriptions())
     p.handle("tele/pow1/LWT", b"Online", T0)
     assert p.stats.unrouted == 1
+
+
+def test_a_known_gen2_plugs_readings_are_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = Discovery()
+    frame = b'{"src": "shellyplus1pm-aabbccddeeff", "method": "NotifyStatus", "params": {}}'
+    assert d.handle("shellyplus1pm-aabbccddeeff/events/rpc", frame, T0)
+    calls: list[str] = []
+    monkeypatch.setattr(
+        "iot_bridge.runtime.discovery.infer", lambda topic, payload: calls.append(topic)
+    )
+    assert d.handle("shellyplus1pm-aabbccddeeff/events/rpc", frame, T0 + 60)
+    assert calls == []
+    (entry,) = d.entries(None, T0 + 60)
+    assert entry["last_seen"] == format_ts(T0 + 60)
+    assert entry["first_seen"] == format_ts(T0)

@@ -246,6 +246,13 @@ class Discovery:
 
     def handle(self, topic: str, payload: bytes, arrival: float) -> bool:
         """Take one message no device took; ``True`` if it was an announcement."""
+        known = self._entries.get(topic)
+        if known is not None and known.found.source == "shelly_gen2_rpc":
+            # every reading of an unconfigured Gen2+ plug comes here: once its frames have
+            # said who it is, the next ones only say it is still there (no JSON decoded)
+            known.last_seen = max(known.last_seen, arrival)
+            self.heard += 1
+            return True
         try:
             found = infer(topic, payload)
         except Exception:  # hostile input beyond the checks above: not an announcement
