@@ -148,7 +148,7 @@ def test_a_stream_of_readings_does_not_grow_the_deadline_heap() -> None:
     p.apply(devices(shelly("saw")), T0)
     for i in range(5000):
         p.handle("saw/status/switch:0", status(500), T0 + i * 0.5)
-    assert len(p._heap) <= 3
+    assert len(p._deadlines._heap) <= 3
     assert p.next_deadline() is not None
 
 

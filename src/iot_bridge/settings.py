@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from iot_bridge.errors import SettingsError
 from iot_bridge.mqtt.packets import DEFAULT_MAX_PACKET, MAX_PACKET
+from iot_bridge.runtime.discovery import DEFAULT_TOPICS as DEFAULT_DISCOVERY_TOPICS
+from iot_bridge.topics import filter_problem
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE = {"1", "true", "yes", "on"}
@@ -131,6 +133,23 @@ VARIABLES: tuple[Variable, ...] = (
         "seconds; `/health` warns of a device topic that delivered nothing this long",
     ),
     Variable(
+        "STATUS_INTERVAL",
+        "30",
+        "seconds between heartbeats to Odoo (`POST /ows/iot/status`, also promptly on a device's"
+        " state change, at most one per 2 s); 0: none",
+    ),
+    Variable(
+        "DISCOVERY",
+        "true",
+        "listen for plugs announcing themselves and list those not configured in the heartbeat"
+        " (Odoo's Discovered plugs)",
+    ),
+    Variable(
+        "DISCOVERY_TOPICS",
+        ",".join(DEFAULT_DISCOVERY_TOPICS),
+        "the announcement topic filters discovery subscribes, comma-separated (never `#`)",
+    ),
+    Variable(
         "FORWARD_MEASUREMENTS", "false", "also send every reading as a `power_measurement` event"
     ),
     Variable("LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`"),
@@ -181,6 +200,9 @@ class Settings:
     odoo_down_after_s: float = 300.0  # /health turns 503 when Odoo failed for longer
     dead_letter_warn_s: float = 86_400.0  # /health warns this long after a new dead letter
     silent_after_s: float = 3600.0  # /health warns of a device topic silent this long
+    status_interval: float = 30.0  # heartbeat to Odoo; 0: none
+    discovery: bool = True
+    discovery_topics: tuple[str, ...] = DEFAULT_DISCOVERY_TOPICS
 
     @property
     def standalone(self) -> bool:
@@ -331,6 +353,32 @@ def _max_packet(env: Mapping[str, str]) -> int:
     return int(value)
 
 
+MIN_STATUS_INTERVAL = 2.0  # the contract's "at most one every 2 s"
+
+
+def _status_interval(env: Mapping[str, str]) -> float:
+    value = _number(env, "STATUS_INTERVAL", 0)
+    if 0 < value < MIN_STATUS_INTERVAL:
+        raise SettingsError(
+            f"STATUS_INTERVAL must be 0 (no heartbeat) or at least {MIN_STATUS_INTERVAL:g}"
+            f" seconds, got {_value(env, 'STATUS_INTERVAL')!r}"
+        )
+    return value
+
+
+def _discovery_topics(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Each a filter a device could have (``topics.filter_problem``: no ``$``, no shared
+    subscription, nothing that matches every topic, so never ``#``)."""
+    parts = [part.strip() for part in _value(env, "DISCOVERY_TOPICS").split(",")]
+    if "" in parts:
+        raise SettingsError("DISCOVERY_TOPICS has an empty entry (two commas, or one at an end)")
+    for part in parts:
+        problem = filter_problem(part)
+        if problem is not None:
+            raise SettingsError(f"DISCOVERY_TOPICS entry {part!r} {problem}")
+    return tuple(dict.fromkeys(parts))
+
+
 def _shown_url(raw: str) -> str:
     """``raw`` as an error message may show it: the password replaced by ``***``."""
     try:
@@ -467,4 +515,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         odoo_down_after_s=_number(env, "HEALTH_ODOO_DOWN_AFTER", 1.0),
         dead_letter_warn_s=_number(env, "HEALTH_DEAD_LETTER_WARN", 1.0),
         silent_after_s=_number(env, "HEALTH_SILENT_AFTER", 1.0),
+        status_interval=_status_interval(env),
+        discovery=_flag(env, "DISCOVERY"),
+        discovery_topics=_discovery_topics(env),
     )

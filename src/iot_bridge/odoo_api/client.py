@@ -31,6 +31,8 @@ from iot_bridge.errors import OdooAuthError, OdooTooLarge, OdooUnavailable
 CONFIG_PATH = "/ows/iot/config"
 EVENT_PATH = "/ows/iot/event"
 EVENTS_PATH = "/ows/iot/events"
+STATUS_PATH = "/ows/iot/status"
+MAX_UNKNOWN_DEVICES = 2000  # as many as a status may list devices
 MAX_BATCH = 500
 """The contract's limit of events per ``POST /ows/iot/events``: the bridge's batch size."""
 
@@ -54,6 +56,17 @@ class Result:
     @property
     def done(self) -> bool:
         return self.status in DONE
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswer:
+    """Odoo's answer to a status: ``ok`` / ``stale`` (taken), ``invalid`` (400
+    ``invalid_status``, ``detail`` says why) or ``missing`` (404: an addon without the route)."""
+
+    kind: str
+    config_version: str | None = None
+    unknown_devices: tuple[str, ...] = ()
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,26 @@ class OdooClient:
             result = await self.post_event(uid, body)
             results.append(result)
         return results
+
+    async def post_status(self, body: bytes) -> StatusAnswer:
+        """``POST /ows/iot/status``. 401 raises :class:`OdooAuthError`; 413, 429, 5xx, a body
+        that is not the contract's and transport errors raise :class:`OdooUnavailable`."""
+        answer = await self._request("POST", STATUS_PATH, body)
+        doc = answer.doc
+        if answer.status == 200 and isinstance(doc, dict) and doc.get("status") in ("ok", "stale"):
+            version = doc.get("config_version")
+            unknown = doc.get("unknown_devices")
+            ids = unknown[:MAX_UNKNOWN_DEVICES] if isinstance(unknown, list) else []
+            return StatusAnswer(
+                str(doc["status"]),
+                None if version is None else _CONTROL.sub(" ", str(version))[:DETAIL_CHARS],
+                tuple(_CONTROL.sub(" ", str(i))[:DETAIL_CHARS] for i in ids),
+            )
+        if answer.status == 400 and _is_error(doc, "invalid_status"):
+            return StatusAnswer("invalid", detail=_detail(doc))
+        if answer.status == 404:
+            return StatusAnswer("missing")
+        raise _unexpected("POST", STATUS_PATH, answer)
 
     def _batch_results(self, uids: Sequence[str], items: list[Any]) -> list[Result]:
         if len(items) != len(uids):

@@ -31,7 +31,6 @@ from typing import Any
 from iot_bridge.clock import Clock, Timer
 from iot_bridge.devices import DeviceSet
 from iot_bridge.errors import StoreError
-from iot_bridge.events import Event
 from iot_bridge.mqtt.source import (
     CaughtUp,
     Connected,
@@ -42,6 +41,7 @@ from iot_bridge.mqtt.source import (
 )
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
+from iot_bridge.runtime.commits import CommitGroup, log_event, log_message
 from iot_bridge.runtime.metrics import Metrics
 from iot_bridge.runtime.pipeline import Pipeline
 
@@ -66,21 +66,6 @@ class Stop:
 Input = SourceItem | ApplyConfig | Stop
 
 
-@dataclass(slots=True)
-class _Group:
-    """What has been detected since the last commit began."""
-
-    events: list[Event]
-    acks: dict[int, list[int]]  # connection generation -> QoS 1 packet ids
-    messages: int = 0
-    unacked: int = 0
-    since: float | None = None  # when the first of it arrived (the commit window runs from here)
-
-    @classmethod
-    def empty(cls) -> _Group:
-        return cls([], {})
-
-
 class Intake:
     def __init__(
         self,
@@ -92,6 +77,7 @@ class Intake:
         clock: Clock,
         source: MessageSource,
         wake_delivery: Callable[[], None] = lambda: None,
+        on_live_change: Callable[[], None] = lambda: None,
         commit_window: float = COMMIT_WINDOW_S,
         probe_interval: float = PROBE_INTERVAL_S,
     ) -> None:
@@ -102,13 +88,14 @@ class Intake:
         self.clock = clock
         self.source = source
         self._wake_delivery = wake_delivery
+        self._on_live_change = on_live_change  # the heartbeat's prompt status
         self.commit_window = commit_window
         self._probe_interval = probe_interval
         self._inbox: collections.deque[Input] = collections.deque()
         self._wake = asyncio.Event()
         self._timer: Timer | None = None
-        self._group = _Group.empty()
-        self._inflight: tuple[asyncio.Future[int], _Group] | None = None
+        self._group = CommitGroup.empty()
+        self._inflight: tuple[asyncio.Future[int], CommitGroup] | None = None
         self._first_config = True
         self._stopping = False
         self.store_error: str | None = None
@@ -150,6 +137,9 @@ class Intake:
                 now = self.clock.now()
                 if self.store_error is None and self.pipeline.hearing:
                     self._group.events += self.pipeline.advance(now)
+                if self.pipeline.live_changed:
+                    self.pipeline.live_changed = False
+                    self._on_live_change()
                 await self._commit_if_due(now)
                 if self.store_error is not None and now >= self._next_probe:
                     await self._probe(now)
@@ -235,12 +225,7 @@ class Intake:
         self._mark(at)
 
     def _log_message(self, topic: str, payload: bytes) -> None:
-        """The original's DEBUG line; messages without a power value say so."""
-        power = self.pipeline.power_in(topic, payload)
-        if power is None:
-            log.debug("Message received: topic=%s (no power value)", topic)
-        else:
-            log.debug("Message received: topic=%s, power=%sW", topic, power)
+        log_message(topic, self.pipeline.power_in(topic, payload))
 
     def _mark(self, at: float) -> None:
         if self._group.since is None:
@@ -292,7 +277,7 @@ class Intake:
         )
         if not due:
             return
-        self._group = _Group.empty()
+        self._group = CommitGroup.empty()
         states = self.pipeline.take_dirty_states()
         if group.messages + len(group.events) < INLINE_COMMIT_MAX:
             # a small group commits right here: handing it to the database thread costs more
@@ -308,11 +293,11 @@ class Intake:
         future.add_done_callback(lambda _: self._wake.set())
         self._inflight = (future, group)
 
-    def _committed(self, group: _Group) -> None:
+    def _committed(self, group: CommitGroup) -> None:
         self.metrics.commits += 1
         for event in group.events:
             self.metrics.events[event.event_type] += 1
-            _log_event(event)
+            log_event(event)
         for generation, ids in group.acks.items():
             self.source.ack(generation, ids)
         if group.events:
@@ -324,7 +309,7 @@ class Intake:
         self.store_error = reason
         log.error("Store not writable, no longer acknowledging MQTT messages: %s", reason)
         self.source.pause()  # the broker keeps what we could not store
-        self._group = _Group.empty()
+        self._group = CommitGroup.empty()
         self._inbox = collections.deque(i for i in self._inbox if not isinstance(i, Received))
         with contextlib.suppress(StoreError):
             saved: dict[str, dict[str, Any]] = await self.db.call(self.store.load_states)
@@ -342,17 +327,3 @@ class Intake:
         log.warning("Store writable again, resuming intake")
         self.store_error = None
         self.source.resume()
-
-
-def _log_event(event: Event) -> None:
-    p: dict[str, Any] = dict(event.payload)
-    if event.event_type == "run_start":
-        log.info("Session started: device=%s, session_id=%s", event.device_id, p["session_id"])
-    elif event.event_type == "run_stop":
-        log.info(
-            "Session stopped: device=%s, session_id=%s, reason=%s, duration=%ss",
-            event.device_id,
-            p["session_id"],
-            p["reason"],
-            p["duration_s"],
-        )

@@ -23,12 +23,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iot_bridge.devices import DeviceSet
 from iot_bridge.odoo_api.client import MAX_BATCH
 from iot_bridge.odoo_api.delivery import DeliveryStatus
 from iot_bridge.outbox.store import QueueStats
+
+if TYPE_CHECKING:
+    from iot_bridge.runtime.heartbeat import StatusCounters
 
 PROBLEMS = (
     "store_not_writable",  # the store takes no writes: readings stay unacknowledged at the broker
@@ -82,6 +85,8 @@ class HealthFacts:
     device_error_at: Mapping[str, float] = field(default_factory=dict)  # device id -> when
     backlog_marker_echoed: bool = True  # the broker returned the last catch-up marker
     mqtt_broker: str | None = None  # the node connected to (URL without credentials)
+    status: StatusCounters | None = None  # the heartbeat's (None: no heartbeat)
+    discovered: int | None = None  # plugs heard announcing (None: discovery off)
 
 
 def findings(f: HealthFacts) -> tuple[list[str], list[str]]:
@@ -174,6 +179,18 @@ def health_report(f: HealthFacts) -> dict[str, Any]:
         "mqtt_last_error": _short(f.mqtt_last_error),
         "odoo_last_error": None if status is None else _short(status.last_error),
         "odoo_batch_size": None if status is None else status.batch_size,
+        # the heartbeat (POST /ows/iot/status): statuses sent, refused (400) and why the last
+        # one was; a 404 (an older addon) shows as route_missing
+        "odoo_status": None
+        if f.status is None
+        else {
+            "sent": f.status.sent,
+            "taken": f.status.taken,
+            "refused": f.status.refused,
+            "last_refusal": _short(f.status.last_refusal),
+            "route_missing": f.status.route_missing,
+        },
+        "discovered_plugs": f.discovered,
     }
 
 

@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import Any
 
+from iot_bridge import __version__
 from iot_bridge.clock import SYSTEM_CLOCK, Clock, timeout
 from iot_bridge.devices import DeviceSet
 from iot_bridge.errors import ConfigUnavailable, StartupError, StoreError
@@ -23,7 +24,9 @@ from iot_bridge.odoo_api.delivery import Delivery
 from iot_bridge.outbox.store import Store
 from iot_bridge.outbox.worker import DbWorker
 from iot_bridge.runtime.config_source import ConfigSource
+from iot_bridge.runtime.discovery import Discovery
 from iot_bridge.runtime.health import HealthServer
+from iot_bridge.runtime.heartbeat import Heartbeat, run_quietly
 from iot_bridge.runtime.intake import Intake
 from iot_bridge.runtime.metrics import Metrics, render
 from iot_bridge.runtime.pipeline import Pipeline
@@ -44,9 +47,16 @@ class Bridge:
         self.metrics = Metrics()
         self.store = Store(settings.data_dir / "bridge.db")
         self.db = DbWorker()
+        # discovery's list travels in the heartbeat: without one (standalone mode,
+        # STATUS_INTERVAL=0) there is no one to tell, and nothing is subscribed for it
+        heartbeat = settings.odoo_url is not None and settings.status_interval > 0
+        self.discovery = (
+            Discovery(settings.discovery_topics) if settings.discovery and heartbeat else None
+        )
         self.pipeline = Pipeline(
             forward_measurements=settings.forward_measurements,
             marker=settings.mqtt_ordered_session,
+            discovery=self.discovery,
         )
         self.odoo: OdooClient | None = None
         if settings.odoo_url is not None:
@@ -90,6 +100,7 @@ class Bridge:
             clock=clock,
             source=self.mqtt,
             wake_delivery=self.delivery.notify if self.delivery else lambda: None,
+            on_live_change=self._live_changed,
         )
         self.config_source = ConfigSource(
             client=self.odoo,
@@ -103,6 +114,22 @@ class Bridge:
         )
         self._reload = asyncio.Event()
         self._stop = asyncio.Event()
+        self.heartbeat: Heartbeat | None = None
+        if self.odoo is not None and settings.status_interval > 0:
+            self.heartbeat = Heartbeat(
+                self.odoo,
+                clock,
+                interval=settings.status_interval,
+                request_timeout=settings.odoo_timeout,
+                started=self.started,
+                version=__version__,
+                report=self.health_report,
+                views=self.pipeline.views,
+                discovered=self.discovered,
+                running_version=lambda: self.config.config_version if self.config else None,
+                answered=self._odoo_answered,
+                refetch=self._reload.set,
+            )
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -135,6 +162,8 @@ class Bridge:
                 tasks.append(tg.create_task(self._config_loop(), name="config"))
                 if self.delivery is not None:
                     tasks.append(tg.create_task(self.delivery.run(), name="delivery"))
+                if self.heartbeat is not None:
+                    tasks.append(tg.create_task(run_quietly(self.heartbeat), name="heartbeat"))
                 await self._stop.wait()
                 log.info("Stopping: finishing intake and closing the store")
                 self.mqtt.stop_reading()  # what arrived is committed and acknowledged
@@ -218,7 +247,17 @@ class Bridge:
             devices.config_version,
             self.config_source.describe,
         )
-        self.intake.apply_config(devices)
+        self.intake.apply_config(devices)  # the pipeline then says live_changed (heartbeat)
+
+    def _live_changed(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.changed()
+
+    def discovered(self) -> list[dict[str, Any]]:
+        """The status's ``discovered`` list (``[]`` with ``DISCOVERY=false``)."""
+        if self.discovery is None:
+            return []
+        return self.discovery.entries(self.config, self.clock.now())
 
     # -- health and metrics ---------------------------------------------------------------------
 
@@ -256,6 +295,8 @@ class Bridge:
                 # without a marker by configuration (NATS) the guess is no news
                 backlog_marker_echoed=self.pipeline.backlog_marker_echoed
                 or not self.settings.mqtt_ordered_session,
+                status=self.heartbeat.counters if self.heartbeat else None,
+                discovered=len(self.discovery) if self.discovery is not None else None,
             )
         )
 
@@ -277,6 +318,7 @@ class Bridge:
             # a silent broker, measure how fast a backlog drained
             "first_message_timestamp_seconds": self.intake.first_message_at or 0.0,
             "last_message_timestamp_seconds": self.intake.last_message_at or 0.0,
+            "discovered_plugs": float(len(self.discovery) if self.discovery is not None else 0),
         }
         counters = {
             "messages_total": float(pstats.messages),
@@ -288,7 +330,11 @@ class Bridge:
             "odoo_errors_total": float(m.odoo_errors),
             "commits_total": float(m.commits),
             "dropped_measurements_total": float(stats.dropped_measurements),
+            "messages_announcements_total": float(pstats.announcements),
         }
+        if self.heartbeat is not None:  # POST /ows/iot/status
+            counters["status_sent_total"] = float(self.heartbeat.counters.sent)
+            counters["status_refused_total"] = float(self.heartbeat.counters.refused)
         labelled = {
             "parser:parse_errors_total": {k: float(v) for k, v in pstats.parse_errors.items()},
             "device:device_errors_total": {k: float(v) for k, v in pstats.device_errors.items()},
