@@ -169,8 +169,8 @@ class IotDevice(models.Model):
     )
     bridge_last_contact = fields.Datetime(related="bridge_id.last_contact", string="Bridge Contact")
     session_count = fields.Integer(compute="_compute_session_stats")
-    total_hours = fields.Float(compute="_compute_session_stats", string="Hours")
-    total_energy_kwh = fields.Float(compute="_compute_session_stats", string="Energy (kWh)")
+    total_hours = fields.Float(compute="_compute_session_stats", string="Time Used")
+    total_energy_kwh = fields.Float(compute="_compute_session_stats", string="Energy Used")
 
     _sql_constraints = [
         ("device_id_unique", "UNIQUE(device_id)", "The device ID must be unique."),
