@@ -27,7 +27,8 @@ from typing import Any
 from iot_bridge.parsers.base import DeviceTime, device_seconds
 
 LIVE_TOLERANCE_S = 2.0
-"""A reading whose device time, translated, is within this of its arrival is live."""
+"""A reading whose device time, translated, lies more than this before its arrival is late
+(the untimed readings next to it then take its time, see ``_estimate``)."""
 OFFSET_JUMP_S = 30.0
 """A late reading up to this much older than the newest one applied was seen before (the
 broker redelivers what was not acknowledged); older still, it is not a reading seen twice but a
@@ -106,11 +107,12 @@ class Timeline:
                 if ref - OFFSET_JUMP_S <= ts <= ref:
                     return None  # measured no later than the newest applied: seen before
                 if ts > ref:
+                    # placed by its own time even when it arrives almost on time: a reading
+                    # the broker held while the bridge was away can arrive a second after it
+                    # was measured, and its arrival would move a session's start or stop
                     t = self.fine_at + (ts - ref)
-                    if t >= arrival - LIVE_TOLERANCE_S:
-                        self.live(arrival, device_ts, coarse)
-                        return Placement(_give(arrival, arrival, last), False)
-                    self.fine_in_backlog = True
+                    if t < arrival - LIVE_TOLERANCE_S:
+                        self.fine_in_backlog = True
                     placed = _give(t, arrival, last)
                     self.fine_ts, self.fine_at = device_ts, placed
                     return Placement(placed, False)
