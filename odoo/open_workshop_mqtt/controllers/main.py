@@ -13,7 +13,7 @@ import logging
 import psycopg2
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from odoo import http
+from odoo import SUPERUSER_ID, http
 from odoo.http import request
 
 from ..models.iot_event import CONFLICT, CREATED, DUPLICATE, MAX_BATCH, UNKNOWN_DEVICE
@@ -59,12 +59,19 @@ def _bearer_token():
     return token.strip() or None
 
 
+def _system():
+    """The environment the bridge's calls run in. The routes are ``auth="public"`` (the bearer
+    token is checked here), and what a bridge writes — sessions, scans, maintenance requests
+    and their messages — is the system's doing: authored by OdooBot, not by the public user."""
+    return request.env(user=SUPERUSER_ID, su=True)
+
+
 def _authenticate():
-    """The calling bridge (sudo, as the controller acts for it), or None."""
+    """The calling bridge, or None."""
     token = _bearer_token()
     if not token:
         return None
-    bridge = request.env["ows.iot.bridge"].sudo()._authenticate_token(token)
+    bridge = _system()["ows.iot.bridge"]._authenticate_token(token)
     if not bridge:
         return None
     bridge._touch_last_contact()
@@ -145,7 +152,7 @@ class IotApiController(http.Controller):
             return _too_large(exc.length)
         except _BadRequest as exc:
             return _invalid(str(exc))
-        status, detail = request.env["ows.iot.event"].sudo()._ingest(bridge, event)
+        status, detail = _system()["ows.iot.event"]._ingest(bridge, event)
         uid = event.get("event_uid") if isinstance(event, dict) else None
         if status == CREATED:
             return _json(201, {"status": CREATED, "event_uid": uid})
@@ -178,7 +185,7 @@ class IotApiController(http.Controller):
             return _invalid(f"at most {MAX_BATCH} events per batch, got {len(events)}")
         results = []
         for event, (status, detail) in zip(
-            events, request.env["ows.iot.event"].sudo()._ingest_batch(bridge, events)
+            events, _system()["ows.iot.event"]._ingest_batch(bridge, events)
         ):
             uid = event.get("event_uid") if isinstance(event, dict) else None
             results.append({
@@ -200,5 +207,5 @@ class IotApiController(http.Controller):
             status = _read_json()
         except _BadRequest as exc:
             return _json(400, {"error": "invalid_status", "detail": str(exc)})
-        outcome, body = request.env["ows.iot.status"].sudo()._ingest(bridge, status)
+        outcome, body = _system()["ows.iot.status"]._ingest(bridge, status)
         return _json(400 if outcome == "invalid_status" else 200, body)

@@ -173,3 +173,23 @@ class TestIotApi(IotCase, HttpCase):
         self.assertEqual(self.request("GET", "/ows/iot/nothing-here").status_code, 404)
         # wrong method on a known path is not served either
         self.assertIn(self.request("GET", "/ows/iot/event").status_code, (404, 405))
+
+
+@tagged("post_install", "-at_install", "open_workshop_mqtt")
+class TestAuthorship(IotCase, HttpCase):
+    """What a bridge writes is the system's doing: authored by OdooBot, not the public user
+    the routes are reached as (a maintenance request's chatter says who opened it)."""
+
+    def test_events_and_sessions_are_created_by_odoobot(self):
+        session_id = str(uuid.uuid4())
+        event = run_start(self.device.device_id, session_id)
+        response = self.opener.post(
+            self.base_url() + "/ows/iot/events", data=json.dumps({"events": [event]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        self.assertEqual(response.status_code, 200, response.text[:300])
+        root = self.env.ref("base.user_root")
+        stored = self.Event.search([("event_uid", "=", event["event_uid"])])
+        session = self.Session.search([("session_id", "=", session_id)])
+        self.assertEqual((stored.create_uid, session.create_uid), (root, root))
