@@ -302,7 +302,7 @@ _HIDE_NOTIFICATIONS = (
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory and db")
-    ap.add_argument("--interval", type=float, default=1.0, help="simulator seconds per frame")
+    ap.add_argument("--interval", type=float, default=2.0, help="simulator seconds per frame")
     args = ap.parse_args()
     if not (ODOO_HOME / "odoo-bin").is_file() or not Path(ODOO_PYTHON).is_file():
         raise SystemExit(f"screenshots: needs an Odoo 18 at {ODOO_HOME} (set ODOO_HOME)")

@@ -6,7 +6,9 @@ equipment whose "every 250 working hours" plan the day's sessions cross; the CNC
 with a reader too. Before each laser session the member's badge is scanned (a real PN532
 ``tele/<t>/SENSOR`` payload from ``tests/fixtures``), before the first CNC session a badge
 nobody holds. After the sessions the billing wizard invoices the month so far. The bridge runs
-with ``FORWARD_MEASUREMENTS=true``, so the laser's Tuning tab has readings to chart.
+with ``FORWARD_MEASUREMENTS=true``, so the laser's Tuning tab has readings to chart. The plan's
+crossing needs at least 35 s of laser work: two ``full_session`` runs at the default interval
+of 2 s give about 48.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ laser.write({
 })
 equipment = env["maintenance.equipment"].create({
     "name": "Laser cutter", "model": "CO2 60 W", "serial_no": "LC-2019-0417",
+    "category_id": env["maintenance.equipment.category"].create({"name": "Workshop machines"}).id,
+    "maintenance_team_id": env.ref("maintenance.equipment_team_maintenance").id,
     "technician_user_id": env.ref("base.user_admin").id,
-    "ows_hours_offset": 249.995, "ows_service_interval_h": 250.0,
+    # 249:59:25 before the bridge: the day's (simulated, short) working time crosses 250 h
+    "ows_hours_offset": 249 + 59 / 60 + 25 / 3600, "ows_service_interval_h": 250.0,
 })
 laser.equipment_id = equipment
 env.cr.commit()
