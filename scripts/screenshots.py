@@ -413,7 +413,7 @@ def main() -> int:
                     60,
                     "the working machine's live state",
                 )[0]["id"]
-                wait(lambda: addons.ready(rpc), 60, "the addons' records in Odoo")
+                wait(lambda: addons.ready(rpc), 60, addons.READY)
                 time.sleep(3)
                 shots = [
                     (f"/odoo/action-{ACTION}", "machine-board.png", ""),
