@@ -1,13 +1,16 @@
 """The screenshots of the README, taken from a real run (``scripts/screenshots`` runs this).
 
 Brings up everything for real, on free ports, in a scratch directory: a fresh Odoo 18 database
-with the core addon (``$ODOO_HOME``, default ``/opt/odoo18``, as ``odoo/run_addon_tests.sh``
-uses it), a private mosquitto, the bridge in Odoo mode with a short ``STATUS_INTERVAL``, the
-Shelly simulator for sessions on two machines, a third machine left working, and plugs that
+with the core addon and the four business addons (``$ODOO_HOME``, default ``/opt/odoo18``, as
+``odoo/run_addon_tests.sh`` uses it), a private mosquitto, the bridge in Odoo mode with a short
+``STATUS_INTERVAL`` and forwarded measurements, the Shelly simulator for sessions on two
+machines, a third machine left working, badge scans at the readers of the two, and plugs that
 announce themselves (Shelly Gen1 and Gen2, Tasmota). Once Odoo has the sessions and the
 discovered plugs, headless Chromium (driven over the DevTools protocol, logged in as admin)
 takes ``docs/screenshots/*.png``: the machine board with live state, a machine's form, the
-sessions pivot, the discovered plugs. Everything started is stopped and the database dropped.
+sessions pivot, the discovered plugs, and the addons' screens (``screenshots_addons.py``:
+attributed sessions, unknown badges, a draft invoice, the maintenance equipment and its
+request, the Tuning tab). Everything started is stopped and the database dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import screenshots_addons as addons
 
 from iot_bridge.clock import SYSTEM_CLOCK
 from iot_bridge.mqtt.connection import Endpoint, open_connection
@@ -193,8 +197,12 @@ def keep_working(port: int, prefix: str, stop: threading.Event) -> None:
 
 
 def twice(port: int, prefix: str, scenario: str, interval: float) -> None:
-    """Two sessions of ``scenario`` in a row (the pivot has something to add up)."""
-    for _ in range(2):
+    """Two sessions of ``scenario`` in a row (the pivot has something to add up), each after
+    the badge scan the addons want at the machine's reader, if any."""
+    for round_no in range(2):
+        scans = addons.scans(prefix, round_no)
+        if scans:
+            publish(port, scans)
         simulate(port, prefix, scenario, interval)
 
 
@@ -219,8 +227,9 @@ def simulate(port: int, prefix: str, scenario: str, interval: float) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
 
 
-async def shoot(url: str, session_id: str, shots: list[tuple[str, str]], work: Path) -> None:
-    """Each (path, file) as a PNG, through headless Chromium's DevTools protocol."""
+async def shoot(url: str, session_id: str, shots: list[tuple[str, str, str]], work: Path) -> None:
+    """Each (path, file, JavaScript run first) as a PNG, through headless Chromium's DevTools
+    protocol."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise SystemExit("screenshots: needs Debian's chromium (apt-get install chromium)")
@@ -272,9 +281,12 @@ async def shoot(url: str, session_id: str, shots: list[tuple[str, str]], work: P
             )
             await cdp("Page.navigate", url=url + "/odoo")  # the first load builds the assets
             await asyncio.sleep(10)
-            for path, name in shots:
+            for path, name, script in shots:
                 await cdp("Page.navigate", url=url + path)
                 await asyncio.sleep(6)  # the web client loads its assets and renders the view
+                if script:  # e.g. open a notebook page
+                    await cdp("Runtime.evaluate", expression=script)
+                    await asyncio.sleep(3)
                 # a notification about the session (bus reconnects) is not part of the view
                 await cdp("Runtime.evaluate", expression=_HIDE_NOTIFICATIONS)
                 shot = await cdp("Page.captureScreenshot", format="png")
@@ -290,7 +302,7 @@ _HIDE_NOTIFICATIONS = (
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory and db")
-    ap.add_argument("--interval", type=float, default=1.0, help="simulator seconds per frame")
+    ap.add_argument("--interval", type=float, default=2.0, help="simulator seconds per frame")
     args = ap.parse_args()
     if not (ODOO_HOME / "odoo-bin").is_file() or not Path(ODOO_PYTHON).is_file():
         raise SystemExit(f"screenshots: needs an Odoo 18 at {ODOO_HOME} (set ODOO_HOME)")
@@ -299,17 +311,19 @@ def main() -> int:
     db = f"ows_screens_{os.getpid()}_{int(time.time())}"
     base = odoo_args(db, work)
     stop = threading.Event()
+    started = time.monotonic()
     try:
         subprocess.run(["createdb", db], check=True)
-        log(f"odoo: installing {ADDON} on a fresh database {db}")
+        installed = ",".join([ADDON, *addons.ADDONS])
+        log(f"odoo: installing {installed} on a fresh database {db}")
         with open(work / "install.log", "wb") as install_log:
             subprocess.run(
-                [*base, "-i", ADDON, "--stop-after-init"],
+                [*base, "-i", installed, "--stop-after-init"],
                 check=True,
                 stdout=install_log,
                 stderr=subprocess.STDOUT,
             )
-        seed = SEED % {"machines": [m[:2] for m in MACHINES]}
+        seed = SEED % {"machines": [m[:2] for m in MACHINES]} + addons.seed()
         seeded = subprocess.run(
             [*base[:2], "shell", *base[2:], "--no-http"],
             input=seed,
@@ -345,6 +359,7 @@ def main() -> int:
                 "HEALTH_PORT": "0",
                 "MQTT_CLIENT_ID": "iot-bridge-screenshots",
                 "LOG_LEVEL": "INFO",
+                **addons.ENV,
             }
             bridge = [sys.executable, "-m", "iot_bridge", "run"]
             with process(bridge, work / "bridge.log", env=env, cwd=work):
@@ -398,12 +413,22 @@ def main() -> int:
                     60,
                     "the working machine's live state",
                 )[0]["id"]
+                wait(lambda: addons.ready(rpc), 60, addons.READY)
                 time.sleep(3)
                 shots = [
-                    (f"/odoo/action-{ACTION}", "machine-board.png"),
-                    (f"/odoo/action-{ACTION}/{machine}", "machine-form.png"),
-                    (f"/odoo/action-{ADDON}.action_machine_session_analysis", "sessions-pivot.png"),
-                    (f"/odoo/action-{ADDON}.action_iot_discovered_plug", "discovered-plugs.png"),
+                    (f"/odoo/action-{ACTION}", "machine-board.png", ""),
+                    (f"/odoo/action-{ACTION}/{machine}", "machine-form.png", ""),
+                    (
+                        f"/odoo/action-{ADDON}.action_machine_session_analysis",
+                        "sessions-pivot.png",
+                        "",
+                    ),
+                    (
+                        f"/odoo/action-{ADDON}.action_iot_discovered_plug",
+                        "discovered-plugs.png",
+                        "",
+                    ),
+                    *addons.shots(rpc, ACTION),
                 ]
                 asyncio.run(shoot(url, rpc.session_id, shots, work))
                 stop.set()
@@ -414,6 +439,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"kept {work} and database {db}")
+    log(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 
