@@ -153,7 +153,16 @@ export class PowerChart extends Component {
                 scales: {
                     x: {
                         type: "time",
-                        time: { tooltipFormat: "yyyy-MM-dd HH:mm:ss" },
+                        // 24-hour times, as the rest of Odoo shows them (luxon tokens)
+                        time: {
+                            tooltipFormat: "yyyy-MM-dd HH:mm:ss",
+                            displayFormats: {
+                                second: "HH:mm:ss",
+                                minute: "HH:mm",
+                                hour: "HH:mm",
+                                day: "MMM d",
+                            },
+                        },
                         ticks: { maxTicksLimit: 8 },
                     },
                     y: {
