@@ -39,6 +39,13 @@ INSERT_COLUMNS = (
 )
 
 
+def stored_answer(owner, bridge, device):
+    """The answer for an event whose ``event_uid`` is stored already, by ``owner`` = (bridge
+    id, device id): a duplicate of our own, or another's uid (ids are uuid5 values of public
+    inputs: another bridge must not claim them)."""
+    return (DUPLICATE, None) if owner == (bridge.id, device.id) else (CONFLICT, UID_CONFLICT)
+
+
 def session_of(event):
     """The event's ``session_id`` when it is a string (validated events only)."""
     session_id = event["payload"].get("session_id")
@@ -197,7 +204,7 @@ class IotEvent(models.Model):
             return answer
         owner = self._owner_of(event["event_uid"])
         if owner is not None:
-            return (DUPLICATE, None) if owner == (bridge.id, device.id) else (CONFLICT, UID_CONFLICT)
+            return stored_answer(owner, bridge, device)
         session_id = session_of(event)
         if event["event_type"] in SESSION_EVENT_TYPES and self._session_owner(session_id) not in (
             None, device.id,
@@ -265,9 +272,7 @@ class IotEvent(models.Model):
         if row is None:
             # stored between our ownership check and the INSERT (same transaction snapshot)
             owner = self._owner_of(event["event_uid"])
-            if owner not in (None, (bridge.id, device.id)):
-                return CONFLICT, UID_CONFLICT
-            return DUPLICATE, None
+            return (DUPLICATE, None) if owner is None else stored_answer(owner, bridge, device)
         self._process_event(self.browse(row[0]), device, event)
         return CREATED, None
 

@@ -2,14 +2,7 @@ import psycopg2
 
 from odoo import api, fields, models
 
-from .iot_event import (
-    CONFLICT,
-    CREATED,
-    DUPLICATE,
-    INSERT_COLUMNS,
-    UID_CONFLICT,
-    session_of,
-)
+from .iot_event import CREATED, INSERT_COLUMNS, session_of, stored_answer
 
 ROW = "(" + ", ".join(["%s"] * (INSERT_COLUMNS.count(",") + 1)) + ")"
 
@@ -78,8 +71,7 @@ class IotEventBatch(models.Model):
             if owner is None:
                 new.append((index, event, device))
             else:
-                mine = owner == (bridge.id, device.id)
-                results[index] = (DUPLICATE, None) if mine else (CONFLICT, UID_CONFLICT)
+                results[index] = stored_answer(owner, bridge, device)
         if not new:
             return
         now = fields.Datetime.now()
